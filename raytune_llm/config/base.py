@@ -50,6 +50,21 @@ def _split_float_commas(value: Any) -> Any:
     return value
 
 
+def _json_dict(value: Any) -> Any:
+    """LLaMA-Factory accepts mappings written as JSON strings (``'{"GPU": 1}'``); so do we."""
+    if isinstance(value, str) and value.lstrip().startswith("{"):
+        import json
+
+        try:
+            return json.loads(value)
+        except ValueError as err:
+            raise ValueError(f"not a valid JSON mapping: {err}") from None
+    return value
+
+
+JsonDict = Annotated[dict[str, Any], BeforeValidator(_json_dict)]
+"""A mapping, written in YAML as a mapping or as a JSON string."""
+
 CommaList = Annotated[list[str], BeforeValidator(_split_commas)]
 """A list of names, written in YAML as a list or as ``a,b,c``."""
 

@@ -45,6 +45,7 @@ class DataArgs(Section):
         None, "Parallel preprocessing tasks (Ray Data sizes them itself when unset).", gt=0
     )
     max_samples: int | None = doc(None, "Use at most this many examples of each dataset.", gt=0)
+    eval_num_beams: int | None = doc(None, "Beams used when generating for evaluation.", gt=0)
     ignore_pad_token_for_loss: bool = doc(True, "Leave padding tokens out of the loss.")
     val_size: float = doc(
         0.0,
@@ -65,6 +66,14 @@ class DataArgs(Section):
     default_system: str | None = doc(None, "System prompt used when an example has none.")
     enable_thinking: bool | None = doc(
         True, "For reasoning templates (qwen3): keep the thinking part in prompts and answers."
+    )
+    preserve_thinking: bool = doc(
+        False, "For reasoning templates: keep the thinking part of earlier turns too."
+    )
+    data_shared_file_system: bool = doc(
+        False,
+        "Datasets sit on a file system all nodes share.",
+        ignored="Ray Data reads the data once and streams it to every worker",
     )
     tokenized_path: str | None = doc(
         None,

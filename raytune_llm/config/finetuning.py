@@ -25,6 +25,9 @@ class FinetuningArgs(Section):
     )
     pure_bf16: bool = doc(False, "Train in pure bfloat16 without float32 master weights.")
     disable_shuffling: bool = doc(False, "Keep the training data in order (no shuffling).")
+    early_stopping_steps: int | None = doc(
+        None, "Stop when metric_for_best_model has not improved for this many evaluations.", gt=0
+    )
     plot_loss: bool = doc(False, "Save training_loss.png (and eval loss) in output_dir.")
     compute_accuracy: bool = doc(False, "Report token accuracy at evaluation (stage sft).")
     include_effective_tokens_per_second: bool = doc(
@@ -70,6 +73,12 @@ class FinetuningArgs(Section):
     # Preference stages.
     pref_beta: float = doc(0.1, "beta of the preference loss (DPO, KTO, ORPO, SimPO).", ge=0)
     pref_ftx: float = doc(0.0, "Weight of the supervised loss added to the DPO loss.", ge=0)
+    pref_bco_weight: float = doc(
+        0.0, "Weight of the Binary Classifier Optimization term in DPO.", ge=0
+    )
+    ld_alpha: float | None = doc(
+        None, "LD-DPO: weight of the log-probabilities of tokens past the shared length.", ge=0
+    )
     pref_loss: Literal["sigmoid", "hinge", "ipo", "kto_pair", "orpo", "simpo"] = doc(
         "sigmoid", "DPO-family loss: sigmoid (DPO), hinge, ipo, kto_pair, orpo or simpo."
     )

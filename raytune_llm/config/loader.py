@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from .compat import ALIASES, UNSUPPORTED
+from .compat import ALIASES, unsupported
 from .config import KEY_OWNER, NESTED_SECTIONS, SECTIONS, Config, ignored_reason
 from .errors import ConfigError, Problem, did_you_mean
 from .rules import cross_check, cross_warnings
@@ -159,11 +159,12 @@ def build_config(
             reason = ignored_reason(key)
             if reason:
                 warnings.append(f"{key} has no effect on Ray: {reason}")
-        elif key in UNSUPPORTED:
-            if value:
-                problems.append(problem(key, f"not supported by raytune-llm: {UNSUPPORTED[key]}"))
+        elif verdict := unsupported(key, value):
+            level, text = verdict
+            if level == "error":
+                problems.append(problem(key, text))
             else:
-                warnings.append(f"{key} is a LLaMA-Factory key raytune-llm does not use")
+                warnings.append(text)
         else:
             known = [*KEY_OWNER, *NESTED_SECTIONS]
             problems.append(

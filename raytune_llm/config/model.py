@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import field_validator
 
-from .base import CommaList, Section, doc
+from .base import CommaList, JsonDict, Section, doc
 
 BUILTIN_PREFIX = "builtin:"
 BUILTIN_MODELS = ("tiny-llama", "tiny-qwen2")
@@ -62,8 +62,8 @@ class ModelArgs(Section):
     hf_hub_token: str | None = doc(None, "Token for the Hugging Face hub (private models).")
     ms_hub_token: str | None = doc(None, "Token for the ModelScope hub.")
     om_hub_token: str | None = doc(None, "Token for the Modelers hub.")
-    offload_folder: str | None = doc(None, "Folder to offload weights to when memory is short.")
-    use_cache: bool = doc(True, "Use the KV cache when generating.")
+    offload_folder: str = doc("offload", "Folder to offload weights to when memory is short.")
+    use_kv_cache: bool = doc(True, "Use the KV cache when generating.")
 
     # Quantized loading (QLoRA).
     quantization_method: Literal["bnb", "bitsandbytes"] = doc(
@@ -91,7 +91,7 @@ class ModelArgs(Section):
     vllm_gpu_util: float = doc(0.7, "Share of GPU memory vLLM may use.", gt=0, le=1)
     vllm_enforce_eager: bool = doc(False, "Disable CUDA graphs in vLLM.")
     vllm_max_lora_rank: int = doc(32, "Largest LoRA rank vLLM serves.", gt=0)
-    vllm_config: dict[str, Any] | None = doc(
+    vllm_config: JsonDict | None = doc(
         None, "Extra vLLM engine arguments, e.g. {max_num_seqs: 64}."
     )
 

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import field_validator
 
-from .base import Section, doc
+from .base import JsonDict, Section, doc
 
 
 class RayArgs(Section):
@@ -18,7 +18,7 @@ class RayArgs(Section):
         "set, else starts a local Ray instance for this run.",
     )
     ray_num_workers: int = doc(1, "Training workers (processes, one per GPU on GPU nodes).", gt=0)
-    resources_per_worker: dict[str, float] | None = doc(
+    resources_per_worker: JsonDict | None = doc(
         None,
         "Resources each worker holds, e.g. {CPU: 4, GPU: 1}; unset means one GPU per worker "
         "where the cluster has GPUs, else a share of the CPUs.",
@@ -37,7 +37,7 @@ class RayArgs(Section):
     ray_storage_filesystem: Literal["s3", "gs", "gcs"] | None = doc(
         None, "Filesystem of ray_storage_path when it is a bucket without a scheme."
     )
-    ray_init_kwargs: dict[str, Any] | None = doc(
+    ray_init_kwargs: JsonDict | None = doc(
         None, "Extra arguments to ray.init, e.g. {runtime_env: {env_vars: {...}}}."
     )
     max_failures: int = doc(
@@ -49,8 +49,15 @@ class RayArgs(Section):
 
     @field_validator("resources_per_worker")
     @classmethod
-    def _non_negative(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+    def _amounts(cls, value: dict[str, Any] | None) -> dict[str, float] | None:
         if value is not None:
+            wrong = {
+                k: v
+                for k, v in value.items()
+                if isinstance(v, bool) or not isinstance(v, (int, float))
+            }
+            if wrong:
+                raise ValueError(f"resource amounts must be numbers, got {wrong}")
             bad = {k: v for k, v in value.items() if v < 0}
             if bad:
                 raise ValueError(f"resource amounts must be >= 0, got {bad}")

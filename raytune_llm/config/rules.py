@@ -39,6 +39,14 @@ def _quantized_training(cfg: Config) -> Iterator[tuple[str, str]]:
         )
     if cfg.model.adapter_name_or_path and ft != "lora":
         yield "adapter_name_or_path", f"adapters need finetuning_type: lora, got {ft}"
+    if cfg.model.quantization_bit:
+        for key in ("pissa_init", "create_new_adapter"):
+            if getattr(cfg.finetuning, key):
+                yield key, "cannot be used with a quantized model (quantization_bit)"
+        if cfg.model.resize_vocab:
+            yield "resize_vocab", "cannot be used with a quantized model (quantization_bit)"
+    if cfg.model.quantization_device_map and cfg.train.do_train:
+        yield "quantization_device_map", "is for inference only; remove it to train"
 
 
 @rule
@@ -62,6 +70,8 @@ def _datasets(cfg: Config) -> Iterator[tuple[str, str]]:
                 "eval_dataset or val_size, or eval_strategy: no"
             ),
         )
+    if data.val_size > 0 and data.eval_dataset:
+        yield "val_size", "cannot be used with eval_dataset; keep one of them"
     if data.val_size >= 1 and data.val_size != int(data.val_size):
         yield "val_size", f"got {data.val_size}; give a fraction below 1 or a whole count"
     if data.interleave_probs is not None:
@@ -102,6 +112,23 @@ def _stages(cfg: Config) -> Iterator[tuple[str, str]]:
     ft = cfg.finetuning
     if ft.stage == "ppo" and cfg.train.do_train and not ft.reward_model:
         yield "reward_model", "stage ppo needs a reward_model"
+    data = cfg.data
+    if ft.stage != "sft":
+        for key in ("neat_packing", "train_on_prompt", "mask_history"):
+            if getattr(data, key):
+                yield key, f"only works with stage sft, got {ft.stage}"
+    if data.mask_history and data.train_on_prompt:
+        yield "mask_history", "cannot be used with train_on_prompt"
+    if ft.stage == "sft" and cfg.train.do_predict and not cfg.train.predict_with_generate:
+        yield "predict_with_generate", "do_predict with stage sft needs predict_with_generate: true"
+    if ft.dpo_label_smoothing > 0 and ft.pref_loss != "sigmoid":
+        yield "dpo_label_smoothing", f"only works with pref_loss sigmoid, got {ft.pref_loss}"
+    if ft.stage == "ppo" and ft.reward_model_type == "lora" and ft.finetuning_type != "lora":
+        yield "reward_model_type", "a lora reward model needs finetuning_type: lora"
+    if ft.finetuning_type != "lora":
+        for key in ("use_rslora", "use_dora", "pissa_init", "loraplus_lr_ratio"):
+            if getattr(ft, key):
+                yield key, f"only works with finetuning_type lora, got {ft.finetuning_type}"
     if ft.freeze_trainable_layers == 0:
         yield "freeze_trainable_layers", "must not be 0 (positive: last layers, negative: first)"
 

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import field_validator
 
-from .base import CommaList, Section, doc
+from .base import CommaList, JsonDict, Section, doc
 from .errors import did_you_mean
 
 SCHEDULERS = (
@@ -28,6 +28,7 @@ SCHEDULERS = (
 REPORTERS = ("none", "all", "tensorboard", "wandb", "mlflow", "swanlab")
 
 Strategy = Literal["no", "steps", "epoch"]
+SaveStrategy = Literal["no", "steps", "epoch", "best"]
 
 
 class TrainArgs(Section):
@@ -65,13 +66,15 @@ class TrainArgs(Section):
     num_train_epochs: float = doc(3.0, "Passes over the training data.", gt=0)
     max_steps: int = doc(-1, "Stop after this many optimiser steps (overrides epochs when > 0).")
     lr_scheduler_type: str = doc("linear", "Learning-rate schedule: " + ", ".join(SCHEDULERS) + ".")
-    lr_scheduler_kwargs: dict[str, Any] | None = doc(
+    lr_scheduler_kwargs: JsonDict | None = doc(
         None, "Extra schedule arguments, e.g. {min_lr_rate: 0.1} for cosine_with_min_lr."
     )
     warmup_ratio: float = doc(
         0.0, "Share of the steps spent warming up the learning rate.", ge=0, le=1
     )
-    warmup_steps: int = doc(0, "Warm-up steps (overrides warmup_ratio when > 0).", ge=0)
+    warmup_steps: int | float = doc(
+        0, "Warm-up steps (overrides warmup_ratio when > 0); below 1, a share of the steps.", ge=0
+    )
     bf16: bool = doc(False, "Train in bfloat16 mixed precision.")
     fp16: bool = doc(False, "Train in float16 mixed precision (GPU).")
     tf32: bool | None = doc(None, "Allow TF32 matrix multiplies on Ampere or newer GPUs.")
@@ -82,19 +85,30 @@ class TrainArgs(Section):
     data_seed: int | None = doc(None, "Seed for data shuffling only (default: seed).")
 
     # Logging, evaluation and checkpoints.
-    logging_steps: int = doc(500, "Log the loss every this many optimiser steps.", gt=0)
+    logging_steps: int | float = doc(
+        500, "Log the loss every this many optimiser steps; below 1, a share of the steps.", gt=0
+    )
     logging_strategy: Strategy = doc("steps", "When to log: steps, epoch or no.")
     logging_dir: str | None = doc(None, "TensorBoard log folder (default: output_dir/runs).")
     logging_first_step: bool = doc(False, "Also log the first step.")
-    save_strategy: Strategy = doc("steps", "When to save checkpoints: steps, epoch or no.")
-    save_steps: int = doc(500, "Save a checkpoint every this many optimiser steps.", gt=0)
+    save_strategy: SaveStrategy = doc(
+        "steps", "When to save checkpoints: steps, epoch, best (when the metric improves) or no."
+    )
+    save_steps: int | float = doc(
+        500,
+        "Save a checkpoint every this many optimiser steps; below 1, a share of the steps.",
+        gt=0,
+    )
     save_total_limit: int | None = doc(None, "Keep at most this many checkpoints.", gt=0)
     save_only_model: bool = doc(
         False, "Save only the weights in checkpoints, without optimizer state (cannot resume)."
     )
     eval_strategy: Strategy = doc("no", "When to evaluate: steps, epoch or no.")
-    eval_steps: int | None = doc(
-        None, "Evaluate every this many optimiser steps (default: logging_steps).", gt=0
+    eval_steps: int | float | None = doc(
+        None,
+        "Evaluate every this many optimiser steps (default: logging_steps); below 1, a share of "
+        "the steps.",
+        gt=0,
     )
     load_best_model_at_end: bool = doc(False, "Keep the best checkpoint's weights at the end.")
     metric_for_best_model: str | None = doc(None, "Metric that picks the best checkpoint.")
@@ -103,8 +117,20 @@ class TrainArgs(Section):
         ["none"], "Where metrics go: none, tensorboard, wandb, mlflow (as installed), or all."
     )
     run_name: str | None = doc(None, "Name of the run in trackers and in Ray's storage.")
-    disable_tqdm: bool = doc(False, "Turn off the progress bar.")
-    include_num_input_tokens_seen: bool = doc(False, "Log the number of input tokens seen.")
+    disable_tqdm: bool | None = doc(None, "Turn off the progress bar.")
+    include_num_input_tokens_seen: bool | Literal["all", "non_padding", "no"] = doc(
+        False, "Log the number of input tokens seen (all, or non_padding only)."
+    )
+    eval_on_start: bool = doc(False, "Evaluate once before the first training step.")
+    label_smoothing_factor: float = doc(0.0, "Label smoothing of the loss.", ge=0, lt=1)
+    neftune_noise_alpha: float | None = doc(
+        None, "NEFTune: add noise of this scale to embeddings while training.", gt=0
+    )
+    group_by_length: bool = doc(False, "Batch examples of similar length together.")
+    generation_max_length: int | None = doc(
+        None, "Longest generation when predicting (default: cutoff_len).", gt=0
+    )
+    generation_num_beams: int | None = doc(None, "Beams when predicting with generate.", gt=0)
 
     # Distribution.
     deepspeed: str | dict[str, Any] | None = doc(
@@ -144,6 +170,12 @@ class TrainArgs(Section):
     local_rank: int = doc(-1, "Process rank.", ignored="Ray Train assigns ranks")
     ddp_backend: str | None = doc(
         None, "Collective backend.", ignored="Ray Train picks nccl on GPUs and gloo on CPUs"
+    )
+    label_names: CommaList | None = doc(
+        None, "Names of the label inputs.", ignored="the stages set their label inputs themselves"
+    )
+    sortish_sampler: bool = doc(
+        False, "Sort-ish sampling by length.", ignored="Ray Data shuffles the dataset"
     )
     use_cpu: bool = doc(
         False, "Train on the CPU.", ignored="workers use a GPU when resources_per_worker has one"

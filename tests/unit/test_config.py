@@ -165,6 +165,15 @@ def test_bad_overrides_name_the_command_line(tmp_path):
         ("report_to: neptune\n", "report_to", "valid: none"),
         ("lr_scheduler_type: cosin\n", "lr_scheduler_type", "did you mean 'cosine'"),
         ("freeze_trainable_layers: 0\n", "freeze_trainable_layers", "not be 0"),
+        ("stage: dpo\ntrain_on_prompt: true\n", "train_on_prompt", "stage sft"),
+        ("mask_history: true\ntrain_on_prompt: true\n", "mask_history", "train_on_prompt"),
+        ("do_predict: true\ndataset: d\noutput_dir: o\n", "predict_with_generate", "needs"),
+        ("pref_loss: ipo\ndpo_label_smoothing: 0.1\n", "dpo_label_smoothing", "sigmoid"),
+        ("finetuning_type: full\nuse_dora: true\n", "use_dora", "lora"),
+        ("quantization_bit: 4\npissa_init: true\n", "pissa_init", "quantized"),
+        ("val_size: 0.1\neval_dataset: e\n", "val_size", "eval_dataset"),
+        ("resources_per_worker: {GPU: yes}\n", "resources_per_worker", "numbers"),
+        ("resources_per_worker: '{GPU: 1'\n", "resources_per_worker", "JSON"),
         ("model_name_or_path: builtin:tiny-gpt\n", "model_name_or_path", "builtin:tiny-llama"),
         (
             "load_best_model_at_end: true\neval_strategy: steps\nsave_strategy: epoch\n"
@@ -240,6 +249,23 @@ def test_renamed_unsupported_and_ignored_keys(tmp_path):
     found = problems(err)
     assert "not supported" in found["use_unsloth"]
     assert "new name eval_strategy" in found["evaluation_strategy"]
+
+
+def test_json_string_mappings_and_feature_settings(tmp_path):
+    cfg = load_config(
+        write(
+            tmp_path,
+            BASE + 'resources_per_worker: \'{"GPU": 1, "CPU": 4}\'\ngalore_rank: 16\n'
+            "use_galore: false\nfreeze_vision_tower: true\ndpo_beta: 0.2\n",
+        )
+    )
+    assert cfg.ray.resources_per_worker == {"GPU": 1, "CPU": 4}
+    assert cfg.finetuning.pref_beta == 0.2
+    text = "\n".join(cfg.warnings)
+    assert "galore_rank has no effect: raytune-llm does not implement GaLore" in text
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, BASE + "use_galore: true\nfreeze_vision_tower: false\n"))
+    assert set(problems(err)) == {"use_galore", "freeze_vision_tower"}
 
 
 def test_resolved_yaml_round_trips(tmp_path):
