@@ -58,9 +58,14 @@ def tiny(args: argparse.Namespace) -> int:
         overrides["hidden_size"] = args.hidden_size
     if args.num_layers:
         overrides["num_layers"] = args.num_layers
+    out = Path(args.output_dir)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.overwrite:
+        raise UserError(
+            f"{out} exists and is not an empty directory; pass --overwrite to replace it"
+        )
     try:
-        path = build_tiny_model(args.output_dir, args.arch, overwrite=args.overwrite, **overrides)
-    except (ValueError, FileExistsError) as err:
+        path = build_tiny_model(out, args.arch, overwrite=args.overwrite, **overrides)
+    except ValueError as err:
         raise UserError(str(err)) from None
     print(f"wrote {args.arch} to {path}")
     print(f"use it with: model_name_or_path: {path}")

@@ -133,3 +133,23 @@ def test_env_without_ray():
     for name in ("torch", "ray", "transformers", "GPU", "deepspeed ops", "vllm", "bitsandbytes"):
         assert name in result.stdout
     assert "no CUDA device" in result.stdout or "CUDA" in result.stdout
+
+
+def test_tiny_builds_a_loadable_model_and_never_overwrites_silently(tmp_path):
+    from transformers import AutoConfig
+
+    out = tmp_path / "tiny"
+    result = run_cli("tiny", str(out), "--arch", "tiny-qwen2", "--num-layers", "1")
+    assert result.returncode == 0, result.stderr
+    assert AutoConfig.from_pretrained(out).num_hidden_layers == 1
+    again = run_cli("tiny", str(out))
+    assert again.returncode == 2 and "--overwrite" in again.stderr
+    assert "Traceback" not in again.stderr
+    assert AutoConfig.from_pretrained(out).model_type == "qwen2"
+
+
+def test_builtin_names_agree_with_the_kit():
+    from raytune_llm.config.model import BUILTIN_MODELS
+    from raytune_llm.model.tiny import TINY_MODELS
+
+    assert set(BUILTIN_MODELS) == set(TINY_MODELS)

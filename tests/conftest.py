@@ -1,0 +1,25 @@
+"""Session-wide test setup: never reach the Hugging Face hub; build tiny models once."""
+
+import os
+
+# Set before anything imports huggingface_hub / transformers / datasets.
+for _var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+    os.environ[_var] = "1"
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory):
+    """A tiny Llama-3-style model + tokenizer directory, built once per session."""
+    from raytune_llm.model.tiny import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny-llama", "tiny-llama")
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2_dir(tmp_path_factory):
+    """A tiny Qwen2-style model + tokenizer directory, built once per session."""
+    from raytune_llm.model.tiny import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny-qwen2", "tiny-qwen2")
