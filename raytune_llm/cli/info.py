@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.metadata
+import logging
 import os
 import platform
 import sys
@@ -96,10 +97,13 @@ def _version_of(package: str) -> str:
 
 
 def _probe(label: str, check) -> str:
+    logging.disable(logging.WARNING)  # libraries log their own probing noise; we report instead
     try:
         result = check()
     except Exception as err:  # an optional piece failing to load is what we report
         result = f"no ({type(err).__name__}: {str(err).splitlines()[0][:80] if str(err) else ''})"
+    finally:
+        logging.disable(logging.NOTSET)
     return f"  {label:<22} {result}"
 
 
@@ -153,7 +157,11 @@ def _ray_view() -> str:
     finally:
         ray.shutdown()
     where = f"cluster at {address}" if address else "a local instance started for this check"
-    shown = ", ".join(f"{k}={v:g}" for k, v in sorted(resources.items()) if "node:" not in k)
+    shown = ", ".join(
+        f"{k}={v / 2**30:.1f} GiB" if "memory" in k else f"{k}={v:g}"
+        for k, v in sorted(resources.items())
+        if "node:" not in k
+    )
     return f"{nodes} node(s), {shown} ({where})"
 
 
