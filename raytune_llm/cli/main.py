@@ -60,6 +60,11 @@ def _tiny_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty output_dir")
 
 
+def _data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-n", "--num-examples", type=int, default=3, help="examples to show (3)")
+    p.add_argument("--split", choices=["train", "eval"], default="train", help="which data")
+
+
 def _webui_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
@@ -80,6 +85,11 @@ COMMANDS: dict[str, Command] = {
     "predict": Command("generate predictions for a dataset with Ray Data", f"{RUN}:predict"),
     "eval": Command("evaluate on MMLU, C-Eval or CMMLU", f"{RUN}:evaluate"),
     "export": Command("merge adapters and export (optionally quantized)", f"{RUN}:export"),
+    "data": Command(
+        "preview the tokenised data: examples with trained-on tokens marked, and counts",
+        "raytune_llm.cli.data:data",
+        arguments=_data_args,
+    ),
     "webui": Command("open the web UI", f"{RUN}:webui", takes_config=False, arguments=_webui_args),
     "validate": Command(
         "check a config and print its resolved values", f"{INFO}:validate", arguments=_validate_args
@@ -134,7 +144,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``raytune-llm`` console script; returns the exit code."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # KEY=VALUE overrides may also follow the verb's options (`data cfg.yaml -n 2 lora_rank=4`).
+    stray = [a for a in extra if a.startswith("-") or "=" not in a]
+    if stray or (extra and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(stray or extra)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
     from ..utils.errors import UserError
 
     try:

@@ -214,23 +214,15 @@ def test_pack_batch_accepts_2d_arrays_pandas_and_pyarrow():
     assert pack_batch(pa.Table.from_pandas(frame), 8, True) == expected
 
 
-def test_pack_batch_in_ray_data_keeps_list_int64_columns():
-    ray = pytest.importorskip("ray")
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        examples = make_examples([5, 3, 8, 2, 7, 1, 4], seed=3)
-        ds = ray.data.from_items(examples).map_batches(
-            pack_batch, fn_kwargs={"cutoff_len": 10, "neat": True}, batch_format="numpy"
-        )
-        schema = ds.schema()
-        assert {str(t) for t in schema.types} == {"list<item: int64>"}
-        rows = ds.take_all()
-        check_rows([{k: list(v) for k, v in r.items()} for r in rows], examples, 10, neat=True)
-    finally:
-        if started:
-            ray.shutdown()
+def test_pack_batch_in_ray_data_keeps_list_int64_columns(ray_local):
+    examples = make_examples([5, 3, 8, 2, 7, 1, 4], seed=3)
+    ds = ray_local.data.from_items(examples).map_batches(
+        pack_batch, fn_kwargs={"cutoff_len": 10, "neat": True}, batch_format="numpy"
+    )
+    schema = ds.schema()
+    assert {str(t) for t in schema.types} == {"list<item: int64>"}
+    rows = ds.take_all()
+    check_rows([{k: list(v) for k, v in r.items()} for r in rows], examples, 10, neat=True)
 
 
 @SETTINGS
