@@ -33,7 +33,7 @@ def ray_local():
 
     started = not ray.is_initialized()
     if started:
-        ray.init(num_cpus=2, include_dashboard=False, address="local")
+        ray.init(num_cpus=2, address="local")
     ray.data.DataContext.get_current().enable_progress_bars = False
     yield ray
     if started:

@@ -22,12 +22,29 @@ def _not_yet(verb: str, what: str) -> NotAvailableError:
 
 def train(args: argparse.Namespace) -> int:
     from ..config.render import plan
+    from ..train.launch import run_training
 
     cfg = load(args)
-    print(f"{args.config} is valid; the run would be:")
+    print(f"{args.config} is valid; the run:")
     for label, text in plan(cfg):
         print(f"  {label:<9} {text}")
-    raise _not_yet("train", "training on Ray Train")
+    result = run_training(cfg)
+    out = result.output_dir
+    print(f"\ntrained {result.steps} steps in {result.seconds:.0f} s; results in {out}")
+    if result.history:
+        losses = [e["loss"] for e in result.history if "loss" in e]
+        if len(losses) > 1:
+            print(f"  loss {losses[0]:.4f} -> {losses[-1]:.4f}")
+        if "eval_loss" in result.metrics:
+            print(f"  eval_loss {result.metrics['eval_loss']:.4f}")
+    kind = "adapter" if (out / "adapter_config.json").exists() else "model"
+    print(f"  the {kind}, with its tokenizer and chat template, is in {out}")
+    if kind == "adapter":
+        print(
+            "  load it: PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(BASE), "
+            f"'{out}')"
+        )
+    return 0
 
 
 def tune(args: argparse.Namespace) -> int:

@@ -24,9 +24,8 @@ def connect(address: str | None = None, init_kwargs: dict[str, Any] | None = Non
     where = f"the cluster at {address}" if address else "a local Ray instance"
     if ray.is_initialized():
         return where
+    # A local instance keeps its dashboard: Ray Train reads its State API to watch a run.
     kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": True}
-    if not address:
-        kwargs["include_dashboard"] = False
     kwargs.update(init_kwargs or {})
     ray.init(address=address, **kwargs)
     return where

@@ -1,0 +1,270 @@
+"""``raytune-llm train``: the driver side of a run.
+
+check config and data → decide fresh / resume / replace for output_dir → join or start Ray →
+size the workers to the cluster → stream the data → TorchTrainer.fit with a live progress bar →
+copy the final adapter or model to output_dir, write the results and the loss plot.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..config import Config
+from ..data.errors import surface_data_errors
+from ..data.pipeline import check_data, packing_on, prepare_data
+from ..model.loader import load_tokenizer
+from ..utils.cluster import connect
+from ..utils.errors import NotAvailableError, UserError
+from .checkpoint import export_final
+from .progress import DriverLog, ProgressBoard, plot_loss
+from .stages import STAGES
+
+
+@dataclass
+class Workers:
+    """How the run is placed: Ray's scaling settings, CPUs per data task, torch threads."""
+
+    num_workers: int
+    resources: dict[str, float]
+    use_gpu: bool
+    data_cpus: float
+    threads: int
+    strategy: str
+
+
+def plan_workers(cfg: Config, cluster: dict[str, float], nodes: list[dict[str, float]]) -> Workers:
+    """Size the workers to what the cluster has, and refuse plainly what it cannot hold.
+
+    Without resources_per_worker, a worker takes one GPU where the cluster has enough, else an
+    equal share of the CPUs left after a reserve for Ray Data's tasks (a worker holding every
+    CPU would starve the data pipeline and hang). torch runs as many threads as the node has
+    cores per worker, whatever fraction of a CPU Ray books for the worker.
+    """
+    r = cfg.ray
+    n = r.ray_num_workers
+    cpus, gpus = cluster.get("CPU", 0.0), cluster.get("GPU", 0.0)
+    reserve = min(max(0.5, 0.25 * cpus), 2.0)
+    if r.resources_per_worker:
+        resources = {k: float(v) for k, v in r.resources_per_worker.items()}
+    elif gpus >= n:
+        resources = {"GPU": 1.0, "CPU": 1.0}
+    else:
+        share = math.floor((cpus - reserve) / n * 4) / 4
+        if share < 0.25:
+            raise UserError(
+                f"ray_num_workers is {n} but the cluster has {cpus:g} CPUs: too few to give each "
+                "worker a share and keep some for data; use fewer workers"
+            )
+        resources = {"CPU": share}
+    for name, amount in resources.items():
+        have = cluster.get(name, 0.0)
+        if amount * n > have:
+            raise UserError(
+                f"ray_num_workers {n} x resources_per_worker {resources} needs {amount * n:g} "
+                f"{name} but the cluster has {have:g}; lower ray_num_workers or "
+                "resources_per_worker, or add nodes"
+            )
+    fits = [_fits(node, resources) for node in nodes]
+    if r.placement_strategy == "STRICT_SPREAD" and sum(1 for f in fits if f) < n:
+        raise UserError(
+            f"placement_strategy STRICT_SPREAD puts each of the {n} workers on its own node, "
+            f"but only {sum(1 for f in fits if f)} node(s) can hold one"
+        )
+    node_cpus = max((node.get("CPU", 0.0) for node in nodes), default=cpus)
+    per_node = 1 if "SPREAD" in r.placement_strategy else min(n, max(1, max(fits, default=1)))
+    threads = max(1, int(node_cpus // per_node))
+    return Workers(n, resources, resources.get("GPU", 0) > 0, 0.25, threads, r.placement_strategy)
+
+
+def _fits(node: dict[str, float], resources: dict[str, float]) -> int:
+    """How many workers of this size a node can hold."""
+    counts = [node.get(k, 0.0) / v for k, v in resources.items() if v > 0]
+    return int(min(counts)) if counts else 0
+
+
+def _nodes() -> list[dict[str, float]]:
+    import ray
+
+    return [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+
+
+def output_policy(cfg: Config) -> tuple[Path, str, Path | None]:
+    """Decide what happens to output_dir: ("fresh" | "resume" | "replace", and the old copy).
+
+    An existing run's checkpoints are resumed from; a folder with other content is refused
+    unless overwrite_output_dir is set, and then it is moved aside (and deleted only once the
+    new run has finished), so a failed run never leaves a half-overwritten output_dir.
+    """
+    out = Path(cfg.train.output_dir).expanduser().resolve()
+    if not out.exists() or not any(out.iterdir()):
+        return out, "fresh", None
+    if not out.is_dir():
+        raise UserError(f"output_dir {out} is a file; give a folder")
+    if cfg.train.overwrite_output_dir:
+        aside = out.with_name(f".{out.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
+        out.rename(aside)
+        return out, "replace", aside
+    if any(out.glob("checkpoint-*")):
+        return out, "resume", None
+    raise UserError(
+        f"output_dir {out} exists and is not empty; set overwrite_output_dir: true to replace "
+        "it, or choose another output_dir"
+    )
+
+
+def _plan(cfg: Config, n_train: int, workers: Workers, has_eval: bool, packed: bool) -> dict:
+    t = cfg.train
+    per_worker = n_train // workers.num_workers
+    micro_per_epoch = per_worker // t.per_device_train_batch_size
+    if micro_per_epoch == 0:
+        raise UserError(
+            f"the training data has {n_train} rows, fewer than per_device_train_batch_size "
+            f"{t.per_device_train_batch_size} x {workers.num_workers} workers"
+        )
+    steps_per_epoch = math.ceil(micro_per_epoch / t.gradient_accumulation_steps)
+    total = t.max_steps if t.max_steps > 0 else math.ceil(steps_per_epoch * t.num_train_epochs)
+    return {
+        "total_steps": total,
+        "micro_per_epoch": micro_per_epoch,
+        "threads": workers.threads,
+        "packed": packed,
+        "has_eval": has_eval,
+        "resume_from": cfg.train.resume_from_checkpoint,
+        "info": {
+            "num_examples": n_train,
+            "num_epochs": t.num_train_epochs if t.max_steps <= 0 else total / steps_per_epoch,
+            "batch_size": t.per_device_train_batch_size,
+            "world_size": workers.num_workers,
+            "accumulation": t.gradient_accumulation_steps,
+            "total_steps": total,
+        },
+    }
+
+
+def _quiet_ray() -> None:
+    """The driver's progress bar is the run's one progress display: no Ray Data bars or logs."""
+    import logging
+
+    from ray.data import DataContext
+
+    ctx = DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+
+
+@dataclass
+class TrainResult:
+    """What a finished run left in output_dir."""
+
+    output_dir: Path
+    steps: int
+    metrics: dict[str, Any]
+    history: list[dict[str, Any]]
+    seconds: float
+
+
+def run_training(cfg: Config, *, show_bar: bool = True) -> TrainResult:
+    """Train as the config says; see the module docstring for the order of things."""
+    import ray.train
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from .worker import train_loop_per_worker
+
+    stage = cfg.finetuning.stage
+    if stage not in STAGES:
+        raise NotAvailableError(
+            f"stage {stage} is not available in this version yet; stages: {', '.join(STAGES)}"
+        )
+    if cfg.train.resume_from_checkpoint and not Path(cfg.train.resume_from_checkpoint).is_dir():
+        raise UserError(
+            f"resume_from_checkpoint {cfg.train.resume_from_checkpoint} is not a folder"
+        )
+    check_data(cfg)
+    out, mode, aside = output_policy(cfg)
+    started = time.time()
+    try:
+        where = connect(cfg.ray.ray_address, cfg.ray.ray_init_kwargs)
+        workers = plan_workers(cfg, ray.cluster_resources(), _nodes())
+        print(
+            f"raytune-llm: training on {where}: {workers.num_workers} worker(s) x "
+            f"{workers.resources}, {workers.threads} torch thread(s) each ({mode} {out})"
+        )
+        packed = packing_on(cfg)
+        _quiet_ray()
+        with surface_data_errors():
+            data = prepare_data(cfg, functools.partial(load_tokenizer, cfg.model),
+                                num_cpus=workers.data_cpus)  # fmt: skip
+            n_train = data.train.count()
+        plan = _plan(cfg, n_train, workers, data.eval is not None, packed)
+        board = ray.remote(num_cpus=0)(ProgressBoard).remote()
+        storage = cfg.ray.ray_storage_path or str(out.parent)
+        name = cfg.ray.ray_run_name or out.name
+        trainer = TorchTrainer(
+            train_loop_per_worker,
+            train_loop_config={"cfg": cfg, "plan": plan, "board": board},
+            torch_config=TorchConfig(timeout_s=cfg.train.ddp_timeout),
+            scaling_config=ray.train.ScalingConfig(
+                num_workers=workers.num_workers,
+                use_gpu=workers.use_gpu,
+                resources_per_worker=workers.resources,
+                placement_strategy=workers.strategy,
+            ),
+            run_config=ray.train.RunConfig(
+                name=name,
+                storage_path=storage,
+                failure_config=ray.train.FailureConfig(max_failures=cfg.ray.max_failures),
+                checkpoint_config=ray.train.CheckpointConfig(
+                    num_to_keep=cfg.train.save_total_limit
+                ),
+                logging_config=ray.train.LoggingConfig(log_level="WARNING"),
+            ),
+            datasets={
+                k: v for k, v in (("train", data.train), ("eval", data.eval)) if v is not None
+            },
+        )
+        bar = show_bar and not cfg.train.disable_tqdm
+        with DriverLog(board, out, show_bar=bar) as log, surface_data_errors():
+            result = trainer.fit()
+    except BaseException:
+        if aside is not None and aside.exists():
+            if out.exists():
+                shutil.rmtree(out, ignore_errors=True)
+            aside.rename(out)  # the replaced run comes back untouched
+        raise
+    if aside is not None:
+        shutil.rmtree(aside, ignore_errors=True)
+    return _finish(cfg, out, result, log.history, time.time() - started)
+
+
+def _finish(cfg: Config, out: Path, result: Any, history: list, seconds: float) -> TrainResult:
+    """Copy the final model to output_dir and write the results files and plots."""
+    if result.checkpoint is not None:
+        with result.checkpoint.as_directory() as folder:
+            export_final(Path(folder), out)
+    metrics = dict(result.metrics or {})
+    steps = int(metrics.get("step", 0))
+    losses = [e["loss"] for e in history if "loss" in e]
+    train_results = {
+        "epoch": metrics.get("epoch"),
+        "train_loss": sum(losses) / len(losses) if losses else None,
+        "train_runtime": round(seconds, 2),
+        "train_steps_per_second": round(steps / seconds, 3) if seconds else None,
+        "total_tokens": history[-1]["total_tokens"] if history else 0,
+    }
+    (out / "train_results.json").write_text(json.dumps(train_results, indent=2))
+    all_results = dict(train_results)
+    evals = [e["eval_loss"] for e in history if "eval_loss" in e]
+    if evals:
+        all_results["eval_loss"] = evals[-1]
+    (out / "all_results.json").write_text(json.dumps(all_results, indent=2))
+    if cfg.finetuning.plot_loss:
+        plot_loss(out, history)
+    return TrainResult(out, steps, all_results, history, seconds)

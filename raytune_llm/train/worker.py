@@ -1,0 +1,251 @@
+"""The training loop each Ray Train worker runs, top to bottom.
+
+load tokenizer + model → adapter (full | freeze | lora | qlora) → DDP → optimiser + schedule →
+resume → for each optimiser step: micro-batches from this worker's Ray Data shard → stage loss →
+clip → step → log / evaluate / checkpoint through ``ray.train.report``.
+
+Every token of an optimiser step weighs the same, however the tokens fall into micro-batches and
+workers: each micro-batch's summed token loss is divided by the step's target tokens over all
+workers (DDP then averages gradients, so the loss is scaled by the world size).
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import ray.train
+import torch
+import torch.distributed as dist
+
+from ..config import Config
+from ..model.adapter import setup_finetuning, trainable_parameters
+from ..model.loader import compute_dtype, load_model, load_tokenizer
+from .checkpoint import TrainState, load_checkpoint, save_checkpoint
+from .collate import collate
+from .optim import build_optimizer, build_scheduler
+from .progress import log_entry
+from .stages import STAGES
+
+
+def _all_sum(*values: float) -> list[float]:
+    """Sum numbers over all workers (a no-op with one worker)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return list(values)
+    tensor = torch.tensor(values, dtype=torch.float64)
+    dist.all_reduce(tensor)
+    return tensor.tolist()
+
+
+class Recipe:
+    """One worker's share of a run; ``run()`` trains to the end."""
+
+    def __init__(self, cfg: Config, plan: dict[str, Any], board: Any):
+        self.cfg, self.plan, self.board = cfg, plan, board
+        ctx = ray.train.get_context()
+        self.rank, self.world = ctx.get_world_rank(), ctx.get_world_size()
+        torch.set_num_threads(plan["threads"])
+        self.device = ray.train.torch.get_device()
+        from transformers import set_seed
+
+        set_seed(cfg.train.seed)
+        self.tokenizer = load_tokenizer(cfg.model)
+        from ..data.templates import get_template
+
+        template = get_template(cfg.data.template, self.tokenizer)
+        added = template.fix_tokenizer(self.tokenizer)
+        model = load_model(cfg, self.tokenizer, for_training=True, device=self.device)
+        if added:
+            model.resize_token_embeddings(len(self.tokenizer), pad_to_multiple_of=64)
+        model = setup_finetuning(model, cfg, for_training=True)
+        self.trainable, self.total = trainable_parameters(model)
+        self.attn = getattr(model.config, "_attn_implementation", None) or "sdpa"
+        strategy = "ddp" if self.world > 1 else None
+        kwargs = {"find_unused_parameters": bool(cfg.train.ddp_find_unused_parameters)}
+        self.model = ray.train.torch.prepare_model(
+            model, parallel_strategy=strategy, parallel_strategy_kwargs=kwargs
+        )
+        self.optimizer = build_optimizer(self.model, cfg)
+        self.scheduler = build_scheduler(self.optimizer, cfg, plan["total_steps"])
+        self.dtype = compute_dtype(cfg)
+        self.state = TrainState()
+        self.loss_terms = STAGES[cfg.finetuning.stage]
+
+    # ---- helpers -----------------------------------------------------------------------------
+
+    def _push(self, entry: dict[str, Any]) -> None:
+        if self.rank == 0:
+            self.board.push.remote(entry)
+
+    def _autocast(self):
+        t = self.cfg.train
+        if not (t.bf16 or t.fp16):
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def _inputs(self, batch: dict[str, Any]) -> dict[str, Any]:
+        return collate(
+            batch,
+            packed=self.plan["packed"],
+            neat=self.cfg.data.neat_packing,
+            pad_token_id=self.tokenizer.pad_token_id,
+            attn_implementation=self.attn,
+            dtype=self.dtype if (self.cfg.train.bf16 or self.cfg.train.fp16) else torch.float32,
+            device=self.device,
+        )
+
+    def _batches(self, name: str, epoch: int):
+        t = self.cfg.train
+        shuffle = not self.cfg.finetuning.disable_shuffling and name == "train"
+        return ray.train.get_dataset_shard(name).iter_batches(
+            batch_size=t.per_device_train_batch_size
+            if name == "train"
+            else t.per_device_eval_batch_size,
+            batch_format="numpy",
+            drop_last=name == "train",
+            local_shuffle_buffer_size=self.cfg.data.buffer_size if shuffle else None,
+            local_shuffle_seed=(t.data_seed or t.seed) + epoch if shuffle else None,
+        )
+
+    # ---- resume, evaluate, save --------------------------------------------------------------
+
+    def resume(self) -> None:
+        checkpoint = ray.train.get_checkpoint()
+        if checkpoint is not None:
+            with checkpoint.as_directory() as folder:
+                self.state = load_checkpoint(
+                    self.model, self.optimizer, self.scheduler, Path(folder)
+                )
+        elif self.plan.get("resume_from"):
+            folder = Path(self.plan["resume_from"])
+            self.state = load_checkpoint(self.model, self.optimizer, self.scheduler, folder)
+
+    def evaluate(self) -> float:
+        self.model.eval()
+        loss_sum, tokens = 0.0, 0.0
+        with torch.no_grad(), self._autocast():
+            for batch in self._batches("eval", 0):
+                loss, n = self.loss_terms(self.model, self._inputs(batch))
+                loss_sum, tokens = loss_sum + float(loss), tokens + float(n)
+        self.model.train()
+        loss_sum, tokens = _all_sum(loss_sum, tokens)
+        return loss_sum / max(tokens, 1.0)
+
+    def report(self, metrics: dict[str, Any], *, checkpoint: bool) -> None:
+        """Every worker calls this at the same steps (Ray Train's report is a barrier)."""
+        if not checkpoint:
+            ray.train.report(metrics)
+            return
+        folder = None
+        if self.rank == 0:
+            folder = save_checkpoint(
+                self.model, self.tokenizer, self.optimizer, self.scheduler, self.state
+            )
+        try:
+            saved = ray.train.Checkpoint.from_directory(str(folder)) if folder else None
+            name = f"checkpoint-{self.state.global_step}"
+            ray.train.report(metrics, checkpoint=saved, checkpoint_dir_name=name)
+        finally:
+            if folder:
+                shutil.rmtree(folder, ignore_errors=True)
+
+    # ---- the loop ----------------------------------------------------------------------------
+
+    def _due(self, every: int | float | None, strategy: str, epoch_end: bool) -> bool:
+        step, total = self.state.global_step, self.plan["total_steps"]
+        if strategy == "no" or every is None:
+            return False
+        if strategy == "epoch":
+            return epoch_end
+        interval = every if every >= 1 else max(1, math.ceil(every * total))
+        return step % int(interval) == 0
+
+    def run(self) -> None:
+        plan, t = self.plan, self.cfg.train
+        self.resume()
+        total, accum = plan["total_steps"], t.gradient_accumulation_steps
+        micro_per_epoch = plan["micro_per_epoch"]
+        self._push({"kind": "start", "trainable": self.trainable, "total": self.total,
+                    "resumed_step": self.state.global_step, **plan["info"]})  # fmt: skip
+        started, window_loss, window_tokens = time.time(), 0.0, 0.0
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.model.train()
+        while self.state.global_step < total:
+            epoch = self.state.epoch
+            batches = iter(self._batches("train", epoch))
+            for _ in range(self.state.micro_in_epoch):  # resume mid-epoch: skip what was done
+                next(batches, None)
+            while self.state.global_step < total:
+                group = [b for _, b in zip(range(accum), batches, strict=False)]
+                if not group:
+                    break
+                inputs = [self._inputs(b) for b in group]
+                targets = sum(int((x["labels"][:, 1:] != -100).sum()) for x in inputs)
+                (step_targets,) = _all_sum(targets)
+                step_loss = 0.0
+                for i, x in enumerate(inputs):
+                    sync = i == len(inputs) - 1 or not hasattr(self.model, "no_sync")
+                    with nullcontext() if sync else self.model.no_sync(), self._autocast():
+                        n_input = int(x["input_ids"].numel())
+                        loss_sum, _ = self.loss_terms(self.model, x)
+                        loss = loss_sum * self.world / max(step_targets, 1.0)
+                    loss.backward()
+                    step_loss += float(loss_sum)
+                    self.state.tokens += n_input * self.world
+                grad_norm = (
+                    float(torch.nn.utils.clip_grad_norm_(params, t.max_grad_norm))
+                    if t.max_grad_norm > 0
+                    else None
+                )
+                self.optimizer.step()
+                self.scheduler.step()
+                self.optimizer.zero_grad(set_to_none=True)
+                self.state.global_step += 1
+                self.state.micro_in_epoch += len(group)
+                window_loss, window_tokens = window_loss + step_loss, window_tokens + targets
+                epoch_end = self.state.micro_in_epoch >= micro_per_epoch
+                progress = epoch + min(self.state.micro_in_epoch / max(micro_per_epoch, 1), 1.0)
+                metrics: dict[str, Any] = {}
+                if self._due(t.logging_steps, t.logging_strategy, epoch_end) or (
+                    self.state.global_step == 1 and t.logging_first_step
+                ):
+                    loss_sum, tokens = _all_sum(window_loss, window_tokens)
+                    metrics["loss"] = loss_sum / max(tokens, 1.0)
+                    metrics["lr"] = self.scheduler.get_last_lr()[0]
+                    if grad_norm is not None:
+                        metrics["grad_norm"] = grad_norm
+                    window_loss, window_tokens = 0.0, 0.0
+                evaluate = plan["has_eval"] and self._due(
+                    t.eval_steps or t.logging_steps, t.eval_strategy, epoch_end
+                )
+                if evaluate:
+                    metrics["eval_loss"] = self.evaluate()
+                if metrics:
+                    entry = log_entry(self.state.global_step, total, progress, started,
+                                      self.state.tokens, **metrics)  # fmt: skip
+                    self._push(entry)
+                save = self._due(t.save_steps, t.save_strategy, epoch_end)
+                last = self.state.global_step >= total
+                if evaluate or save or last:
+                    if last:
+                        metrics.setdefault("loss", None)
+                    report = {k: v for k, v in metrics.items() if v is not None}
+                    report |= {"step": self.state.global_step, "epoch": progress}
+                    self.report(report, checkpoint=save or last)
+                if epoch_end:
+                    break
+            self.state.epoch += 1
+            self.state.micro_in_epoch = 0
+
+
+def train_loop_per_worker(config: dict[str, Any]) -> None:
+    """Ray Train's entry point on every worker."""
+    import logging
+
+    logging.getLogger("ray.train").setLevel(logging.WARNING)
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    Recipe(config["cfg"], config["plan"], config["board"]).run()
