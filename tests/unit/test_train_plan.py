@@ -1,0 +1,96 @@
+"""How a run is sized and scheduled: workers against the cluster, steps, warm-up, optimiser."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from raytune_llm.config import load_config
+from raytune_llm.train.launch import _plan, plan_workers
+from raytune_llm.train.optim import build_optimizer, build_scheduler, warmup_steps
+from raytune_llm.utils.errors import UserError
+
+TWO_CPUS = {"CPU": 2.0, "memory": 1e10}
+
+
+def cfg(*overrides):
+    return load_config(None, ["model_name_or_path=builtin:tiny-llama", *overrides])
+
+
+def test_cpu_workers_leave_room_for_data_and_use_every_core():
+    one = plan_workers(cfg(), TWO_CPUS, [TWO_CPUS])
+    assert one.resources == {"CPU": 1.5} and one.threads == 2 and not one.use_gpu
+    two = plan_workers(cfg("ray_num_workers=2"), TWO_CPUS, [TWO_CPUS])
+    assert two.resources == {"CPU": 0.75} and two.threads == 1
+    assert two.data_cpus <= 2.0 - 2 * 0.75
+
+
+def test_gpus_and_explicit_resources():
+    node = {"CPU": 16.0, "GPU": 2.0}
+    gpu = plan_workers(cfg("ray_num_workers=2"), node, [node])
+    assert gpu.use_gpu and gpu.resources["GPU"] == 1.0
+    mine = plan_workers(cfg("resources_per_worker={CPU: 4, GPU: 2}"), node, [node])
+    assert mine.resources == {"CPU": 4.0, "GPU": 2.0}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "fragment"),
+    [
+        (["ray_num_workers=3", "resources_per_worker={GPU: 1}"], "needs 3 GPU but the cluster"),
+        (["ray_num_workers=16"], "too few to give each worker a share"),
+        (["ray_num_workers=2", "placement_strategy=STRICT_SPREAD",
+          "resources_per_worker={CPU: 1}"], "only 1 node(s) can hold one"),
+    ],
+)  # fmt: skip
+def test_what_the_cluster_cannot_hold_is_refused(overrides, fragment):
+    with pytest.raises(UserError) as err:
+        plan_workers(cfg(*overrides), TWO_CPUS, [TWO_CPUS])
+    assert fragment in str(err.value)
+
+
+def test_strict_spread_over_two_nodes():
+    nodes = [{"CPU": 2.0}, {"CPU": 2.0}]
+    spread = plan_workers(
+        cfg(
+            "ray_num_workers=2", "placement_strategy=STRICT_SPREAD", "resources_per_worker={CPU: 1}"
+        ),
+        {"CPU": 4.0},
+        nodes,
+    )
+    assert spread.threads == 2 and spread.strategy == "STRICT_SPREAD"
+
+
+def test_steps_follow_batch_workers_accumulation_and_epochs():
+    workers = plan_workers(cfg("ray_num_workers=2"), TWO_CPUS, [TWO_CPUS])
+    c = cfg("per_device_train_batch_size=4", "gradient_accumulation_steps=3", "num_train_epochs=2")
+    plan = _plan(c, 1000, workers, has_eval=False, packed=False)
+    # 500 rows per worker -> 125 micro-batches -> 42 steps an epoch -> 84 steps.
+    assert plan["micro_per_epoch"] == 125 and plan["total_steps"] == 84
+    assert _plan(cfg("max_steps=7"), 1000, workers, False, False)["total_steps"] == 7
+    with pytest.raises(UserError, match="fewer than per_device_train_batch_size"):
+        _plan(cfg("per_device_train_batch_size=64"), 100, workers, False, False)
+
+
+def test_warmup_and_schedule():
+    assert warmup_steps(cfg("warmup_ratio=0.1"), 200) == 20
+    assert warmup_steps(cfg("warmup_steps=5", "warmup_ratio=0.1"), 200) == 5
+    assert warmup_steps(cfg("warmup_steps=0.25"), 200) == 50
+    model = torch.nn.Linear(4, 4)
+    c = cfg("learning_rate=0.1", "warmup_steps=2", "lr_scheduler_type=linear")
+    opt = build_optimizer(model, c)
+    sched = build_scheduler(opt, c, 10)
+    lrs = []
+    for _ in range(10):
+        lrs.append(sched.get_last_lr()[0])
+        opt.step()
+        sched.step()
+    assert lrs[0] == 0.0 and lrs[2] == pytest.approx(0.1) and lrs[-1] == pytest.approx(0.0125)
+
+
+def test_optimizer_groups_weight_decay_and_loraplus():
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.LayerNorm(4))
+    opt = build_optimizer(model, cfg("weight_decay=0.1", "adam_beta2=0.95"))
+    decays = sorted(g["weight_decay"] for g in opt.param_groups)
+    assert decays == [0.0, 0.1] and opt.defaults["betas"] == (0.9, 0.95)
+    with pytest.raises(UserError, match="optim 'lion' is not supported"):
+        build_optimizer(model, cfg("optim=lion"))
