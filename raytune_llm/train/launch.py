@@ -148,6 +148,26 @@ def _plan(cfg: Config, n_train: int, workers: Workers, has_eval: bool, packed: b
     }
 
 
+def not_yet_available(cfg: Config) -> list[str]:
+    """What the config asks for that this version does not do yet, each with what to do."""
+    t, out = cfg.train, []
+    if cfg.finetuning.stage not in STAGES:
+        out.append(f"stage {cfg.finetuning.stage} (stages now: {', '.join(STAGES)})")
+    if not t.do_train:
+        out.append("do_train is false: set do_train: true (evaluation alone comes with eval)")
+    if t.deepspeed:
+        out.append("deepspeed (remove it to train with DDP)")
+    if t.fsdp:
+        out.append("fsdp (remove it to train with DDP)")
+    if t.push_to_hub:
+        out.append("push_to_hub (upload output_dir yourself, or set push_to_hub: false)")
+    if [r for r in t.report_to if r != "none"]:
+        out.append(f"report_to {','.join(t.report_to)} (trainer_log.jsonl holds the metrics)")
+    if t.do_predict:
+        out.append("do_predict (raytune-llm predict comes with the serving release)")
+    return out
+
+
 def _quiet_ray() -> None:
     """The driver's progress bar is the run's one progress display: no Ray Data bars or logs."""
     import logging
@@ -178,11 +198,9 @@ def run_training(cfg: Config, *, show_bar: bool = True) -> TrainResult:
 
     from .worker import train_loop_per_worker
 
-    stage = cfg.finetuning.stage
-    if stage not in STAGES:
-        raise NotAvailableError(
-            f"stage {stage} is not available in this version yet; stages: {', '.join(STAGES)}"
-        )
+    missing = not_yet_available(cfg)
+    if missing:
+        raise NotAvailableError("this version cannot train this config yet: " + "; ".join(missing))
     if cfg.train.resume_from_checkpoint and not Path(cfg.train.resume_from_checkpoint).is_dir():
         raise UserError(
             f"resume_from_checkpoint {cfg.train.resume_from_checkpoint} is not a folder"

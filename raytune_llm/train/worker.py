@@ -74,6 +74,9 @@ class Recipe:
         self.dtype = compute_dtype(cfg)
         self.state = TrainState()
         self.loss_terms = STAGES[cfg.finetuning.stage]
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.accum = cfg.train.gradient_accumulation_steps
+        self.started, self.window = time.time(), [0.0, 0.0]
 
     # ---- helpers -----------------------------------------------------------------------------
 
@@ -123,6 +126,8 @@ class Recipe:
         elif self.plan.get("resume_from"):
             folder = Path(self.plan["resume_from"])
             self.state = load_checkpoint(self.model, self.optimizer, self.scheduler, folder)
+        if self.state.micro_in_epoch >= self.plan["micro_per_epoch"]:  # saved at an epoch's end
+            self.state.epoch, self.state.micro_in_epoch = self.state.epoch + 1, 0
 
     def evaluate(self) -> float:
         self.model.eval()
@@ -164,79 +169,83 @@ class Recipe:
         interval = every if every >= 1 else max(1, math.ceil(every * total))
         return step % int(interval) == 0
 
+    def _groups(self, epoch: int):
+        """This epoch's micro-batches, gradient_accumulation_steps at a time (resume-aware)."""
+        batches = iter(self._batches("train", epoch))
+        for _ in range(self.state.micro_in_epoch):  # resuming mid-epoch: skip what was done
+            next(batches, None)
+        while group := [b for _, b in zip(range(self.accum), batches, strict=False)]:
+            yield group
+
+    def _step(self, group: list[dict[str, Any]]) -> tuple[float, int, float | None]:
+        """One optimiser step; returns the summed token loss, target tokens and grad norm."""
+        t = self.cfg.train
+        inputs = [self._inputs(b) for b in group]
+        targets = sum(int((x["labels"][:, 1:] != -100).sum()) for x in inputs)
+        (step_targets,) = _all_sum(targets)
+        step_loss = 0.0
+        for i, x in enumerate(inputs):
+            sync = i == len(inputs) - 1 or not hasattr(self.model, "no_sync")
+            self.state.tokens += int(x["input_ids"].numel()) * self.world
+            with nullcontext() if sync else self.model.no_sync(), self._autocast():
+                loss_sum, _ = self.loss_terms(self.model, x)
+                loss = loss_sum * self.world / max(step_targets, 1.0)
+            loss.backward()
+            step_loss += float(loss_sum)
+        grad_norm = None
+        if t.max_grad_norm > 0:
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, t.max_grad_norm))
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.state.global_step += 1
+        self.state.micro_in_epoch += len(group)
+        return step_loss, targets, grad_norm
+
+    def _after_step(self, grad_norm: float | None) -> bool:
+        """Log, evaluate and checkpoint when due; returns whether the epoch is over."""
+        t, step = self.cfg.train, self.state.global_step
+        micro_per_epoch = self.plan["micro_per_epoch"]
+        epoch_end = self.state.micro_in_epoch >= micro_per_epoch
+        progress = self.state.epoch + min(self.state.micro_in_epoch / max(micro_per_epoch, 1), 1)
+        metrics: dict[str, Any] = {}
+        if self._due(t.logging_steps, t.logging_strategy, epoch_end) or (
+            step == 1 and t.logging_first_step
+        ):
+            loss_sum, tokens = _all_sum(*self.window)
+            metrics["loss"] = loss_sum / max(tokens, 1.0)
+            metrics["lr"] = self.scheduler.get_last_lr()[0]
+            if grad_norm is not None:
+                metrics["grad_norm"] = grad_norm
+            self.window = [0.0, 0.0]
+        evaluate = self.plan["has_eval"] and self._due(
+            t.eval_steps or t.logging_steps, t.eval_strategy, epoch_end
+        )
+        if evaluate:
+            metrics["eval_loss"] = self.evaluate()
+        if metrics:
+            total = self.plan["total_steps"]
+            entry = log_entry(step, total, progress, self.started, self.state.tokens, **metrics)
+            self._push(entry)
+        save = self._due(t.save_steps, t.save_strategy, epoch_end)
+        last = step >= self.plan["total_steps"]
+        if evaluate or save or last:
+            self.report(metrics | {"step": step, "epoch": progress}, checkpoint=save or last)
+        return epoch_end
+
     def run(self) -> None:
-        plan, t = self.plan, self.cfg.train
+        """Train until total_steps optimiser steps are done (resuming if a checkpoint exists)."""
         self.resume()
-        total, accum = plan["total_steps"], t.gradient_accumulation_steps
-        micro_per_epoch = plan["micro_per_epoch"]
+        total = self.plan["total_steps"]
         self._push({"kind": "start", "trainable": self.trainable, "total": self.total,
-                    "resumed_step": self.state.global_step, **plan["info"]})  # fmt: skip
-        started, window_loss, window_tokens = time.time(), 0.0, 0.0
-        params = [p for p in self.model.parameters() if p.requires_grad]
+                    "resumed_step": self.state.global_step, **self.plan["info"]})  # fmt: skip
+        self.started, self.window = time.time(), [0.0, 0.0]
         self.model.train()
         while self.state.global_step < total:
-            epoch = self.state.epoch
-            batches = iter(self._batches("train", epoch))
-            for _ in range(self.state.micro_in_epoch):  # resume mid-epoch: skip what was done
-                next(batches, None)
-            while self.state.global_step < total:
-                group = [b for _, b in zip(range(accum), batches, strict=False)]
-                if not group:
-                    break
-                inputs = [self._inputs(b) for b in group]
-                targets = sum(int((x["labels"][:, 1:] != -100).sum()) for x in inputs)
-                (step_targets,) = _all_sum(targets)
-                step_loss = 0.0
-                for i, x in enumerate(inputs):
-                    sync = i == len(inputs) - 1 or not hasattr(self.model, "no_sync")
-                    with nullcontext() if sync else self.model.no_sync(), self._autocast():
-                        n_input = int(x["input_ids"].numel())
-                        loss_sum, _ = self.loss_terms(self.model, x)
-                        loss = loss_sum * self.world / max(step_targets, 1.0)
-                    loss.backward()
-                    step_loss += float(loss_sum)
-                    self.state.tokens += n_input * self.world
-                grad_norm = (
-                    float(torch.nn.utils.clip_grad_norm_(params, t.max_grad_norm))
-                    if t.max_grad_norm > 0
-                    else None
-                )
-                self.optimizer.step()
-                self.scheduler.step()
-                self.optimizer.zero_grad(set_to_none=True)
-                self.state.global_step += 1
-                self.state.micro_in_epoch += len(group)
-                window_loss, window_tokens = window_loss + step_loss, window_tokens + targets
-                epoch_end = self.state.micro_in_epoch >= micro_per_epoch
-                progress = epoch + min(self.state.micro_in_epoch / max(micro_per_epoch, 1), 1.0)
-                metrics: dict[str, Any] = {}
-                if self._due(t.logging_steps, t.logging_strategy, epoch_end) or (
-                    self.state.global_step == 1 and t.logging_first_step
-                ):
-                    loss_sum, tokens = _all_sum(window_loss, window_tokens)
-                    metrics["loss"] = loss_sum / max(tokens, 1.0)
-                    metrics["lr"] = self.scheduler.get_last_lr()[0]
-                    if grad_norm is not None:
-                        metrics["grad_norm"] = grad_norm
-                    window_loss, window_tokens = 0.0, 0.0
-                evaluate = plan["has_eval"] and self._due(
-                    t.eval_steps or t.logging_steps, t.eval_strategy, epoch_end
-                )
-                if evaluate:
-                    metrics["eval_loss"] = self.evaluate()
-                if metrics:
-                    entry = log_entry(self.state.global_step, total, progress, started,
-                                      self.state.tokens, **metrics)  # fmt: skip
-                    self._push(entry)
-                save = self._due(t.save_steps, t.save_strategy, epoch_end)
-                last = self.state.global_step >= total
-                if evaluate or save or last:
-                    if last:
-                        metrics.setdefault("loss", None)
-                    report = {k: v for k, v in metrics.items() if v is not None}
-                    report |= {"step": self.state.global_step, "epoch": progress}
-                    self.report(report, checkpoint=save or last)
-                if epoch_end:
+            for group in self._groups(self.state.epoch):
+                step_loss, targets, grad_norm = self._step(group)
+                self.window = [self.window[0] + step_loss, self.window[1] + targets]
+                if self._after_step(grad_norm) or self.state.global_step >= total:
                     break
             self.state.epoch += 1
             self.state.micro_in_epoch = 0

@@ -94,3 +94,16 @@ def test_optimizer_groups_weight_decay_and_loraplus():
     assert decays == [0.0, 0.1] and opt.defaults["betas"] == (0.9, 0.95)
     with pytest.raises(UserError, match="optim 'lion' is not supported"):
         build_optimizer(model, cfg("optim=lion"))
+
+
+def test_what_this_version_cannot_train_is_named():
+    from raytune_llm.train.launch import not_yet_available
+
+    assert not_yet_available(cfg("do_train=true", "dataset=d", "output_dir=o")) == []
+    missing = " | ".join(
+        not_yet_available(
+            cfg("stage=dpo", "deepspeed={zero_optimization: {stage: 3}}", "report_to=wandb")
+        )  # fmt: skip
+    )
+    for fragment in ("stage dpo", "do_train is false", "deepspeed", "report_to wandb"):
+        assert fragment in missing
