@@ -6,9 +6,9 @@ Keys that mean nothing under Ray Train are accepted so that existing YAMLs run u
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import field_validator
+from pydantic import BeforeValidator, field_validator
 
 from .base import CommaList, JsonDict, Section, doc
 from .errors import did_you_mean
@@ -27,8 +27,14 @@ SCHEDULERS = (
 )
 REPORTERS = ("none", "all", "tensorboard", "wandb", "mlflow", "swanlab")
 
-Strategy = Literal["no", "steps", "epoch"]
-SaveStrategy = Literal["no", "steps", "epoch", "best"]
+
+def _no(value: Any) -> Any:
+    """YAML 1.1 reads a bare ``no`` as false; LLaMA-Factory's loader reads it as the word."""
+    return "no" if value is False else value
+
+
+Strategy = Annotated[Literal["no", "steps", "epoch"], BeforeValidator(_no)]
+SaveStrategy = Annotated[Literal["no", "steps", "epoch", "best"], BeforeValidator(_no)]
 
 
 class TrainArgs(Section):

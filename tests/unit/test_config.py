@@ -99,6 +99,14 @@ def test_values_are_coerced_as_llama_factory_does(tmp_path):
     assert cfg.finetuning.lora_target == ["q_proj", "v_proj"]
 
 
+def test_yaml_no_is_the_word_for_strategies(tmp_path):
+    cfg = load_config(
+        write(tmp_path, BASE + "eval_strategy: no\nsave_strategy: no\n"), ["logging_strategy=no"]
+    )
+    assert (cfg.train.eval_strategy, cfg.train.save_strategy) == ("no", "no")
+    assert cfg.train.logging_strategy == "no"
+
+
 def test_overrides(tmp_path):
     path = write(tmp_path, BASE + "lora_rank: 8\nresources_per_worker: {CPU: 1}\n")
     cfg = load_config(
