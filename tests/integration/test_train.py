@@ -114,7 +114,7 @@ def test_non_empty_output_dir_is_refused_or_replaced_safely(ray_local, tiny_llam
     # A run that fails after replacing output_dir puts the old content back.
     failing = cfg_of(tiny_llama_dir, out, "overwrite_output_dir=true", "max_steps=2",
                      "ray_num_workers=64")  # fmt: skip
-    with pytest.raises(UserError, match="ray_num_workers 64"):
+    with pytest.raises(UserError, match="ray_num_workers is 64"):
         run_training(failing, show_bar=False)
     assert (out / "notes.txt").read_text() == "mine"
     run_training(cfg_of(tiny_llama_dir, out, "overwrite_output_dir=true", "max_steps=2",
