@@ -104,12 +104,36 @@ class DriverLog:
 
     def _start(self, info: dict[str, Any]) -> None:
         self.started = info
+        resumed = info.get("resumed_step", 0)
+        self._forget_after(resumed)
         self._write(start_block(info))
+        if resumed:
+            self._write(f"raytune-llm: continuing from the checkpoint at step {resumed}")
+        if self._bar is not None:  # a restarted worker group: a new bar from the checkpoint
+            self._bar.close()
+            self._bar = None
         if self.show_bar:
             from tqdm import tqdm
 
             self._bar = tqdm(total=info["total_steps"], initial=info.get("resumed_step", 0),
                              unit="step", file=sys.stderr, dynamic_ncols=True)  # fmt: skip
+
+    def _forget_after(self, step: int) -> None:
+        """Drop log lines past the checkpoint a run (re)starts from: those steps are done again.
+
+        A worker group that fails after logging step N but before checkpointing it restarts from
+        the last checkpoint (Ray Train's max_failures, or a resumed run), so without this the
+        steps in between would appear twice in trainer_log.jsonl and the loss plot.
+        """
+        self.history = [e for e in self.history if e["current_steps"] <= step]
+        if not self.log_path.is_file():
+            return
+        lines = self.log_path.read_text().splitlines()
+        kept = [line for line in lines if json.loads(line).get("current_steps", 0) <= step]
+        if len(kept) != len(lines):
+            tmp = self.log_path.with_name(self.log_path.name + ".tmp")
+            tmp.write_text("".join(line + "\n" for line in kept))
+            tmp.replace(self.log_path)
 
     def _log(self, entry: dict[str, Any]) -> None:
         with self.log_path.open("a") as f:

@@ -103,7 +103,7 @@ def test_what_this_version_cannot_train_is_named():
     missing = " | ".join(
         not_yet_available(
             cfg("stage=dpo", "deepspeed={zero_optimization: {stage: 3}}", "report_to=wandb")
-        )  # fmt: skip
+        )
     )
     for fragment in ("stage dpo", "do_train is false", "deepspeed", "report_to wandb"):
         assert fragment in missing

@@ -1,0 +1,83 @@
+"""Two Ray nodes on this machine (ray.cluster_utils.Cluster), one training worker on each.
+
+The cluster runs in a child process of its own: it must not meet the session's local Ray
+instance (tests/conftest.py's ray_local), and a process can hold only one Ray connection.
+RAY_TMPDIR gives the child its own session folders and its own "current cluster" address file,
+so nothing it leaves behind points another Ray user on this machine at it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO = ROOT / "examples" / "demo" / "tiny_lora_sft.yaml"
+
+SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import ray
+    from ray.cluster_utils import Cluster
+    from ray.util.state import list_actors
+
+    from raytune_llm.config import load_config
+    from raytune_llm.train.launch import run_training
+
+    demo, model, data, out = sys.argv[1:5]
+    head = {"num_cpus": 2, "include_dashboard": True}  # the State API needs the dashboard
+    cluster = Cluster(initialize_head=True, head_node_args=head)
+    cluster.add_node(num_cpus=2)
+    cluster.wait_for_nodes()
+    ray.init(address=cluster.address)
+    try:
+        cfg = load_config(demo, [
+            f"model_name_or_path={model}", f"dataset_dir={data}", f"output_dir={out}",
+            "max_samples=64", "max_steps=4", "save_steps=4", "logging_steps=2",
+            "eval_strategy=no", "plot_loss=false", "disable_tqdm=true",
+            "ray_num_workers=2", "placement_strategy=STRICT_SPREAD",
+            'resources_per_worker={"CPU": 1}',
+        ])
+        result = run_training(cfg, show_bar=False)
+        workers = list_actors(address=cluster.address, detail=True,  # not the newest Ray here
+                              filters=[("class_name", "=", "RayTrainWorker")])
+        report = {
+            "steps": result.steps,
+            "nodes": sorted(n["NodeID"] for n in ray.nodes() if n["Alive"]),
+            "worker_nodes": [a.node_id for a in workers],
+        }
+        print("RESULT " + json.dumps(report), flush=True)
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    """
+)
+
+
+def test_strict_spread_puts_each_worker_on_its_own_node(tiny_llama_dir, tmp_path):
+    out = tmp_path / "spread"
+    with tempfile.TemporaryDirectory(prefix="rtm", dir="/tmp") as ray_tmp:  # short socket paths
+        env = {**os.environ, "RAY_TMPDIR": ray_tmp}
+        env.pop("RAY_ADDRESS", None)
+        proc = subprocess.run(
+            [sys.executable, "-c", SCRIPT, str(DEMO), str(tiny_llama_dir), str(ROOT / "data"),
+             str(out)],
+            capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env,
+        )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT "))
+    report = json.loads(line.removeprefix("RESULT "))
+    assert len(report["nodes"]) == 2
+    assert report["steps"] == 4
+    # Both workers ran, and on different nodes: the two nodes of the cluster.
+    assert len(report["worker_nodes"]) == 2
+    assert sorted(report["worker_nodes"]) == report["nodes"]
+    assert (out / "adapter_model.safetensors").is_file()
+    assert (out / "checkpoint-4" / "trainer_state.json").is_file()
+    lines = (out / "trainer_log.jsonl").read_text().splitlines()
+    assert [json.loads(x)["current_steps"] for x in lines] == [2, 4]
