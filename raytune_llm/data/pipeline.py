@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import pickle
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -134,14 +134,35 @@ class Convert:
         return {"_example": examples, "_where": wheres}
 
 
+def _windows(num_rows: int, size: int) -> range:
+    """Starts of the consecutive windows of ``size`` rows that a block is worked in."""
+    return range(0, num_rows, size)
+
+
 class Tokenize:
-    """Canonical examples → token ids and labels for the stage (see ``tokenize``)."""
+    """Canonical examples → token ids and labels for the stage (see ``tokenize``).
 
-    def __init__(self, settings: TextSettings, factory: TokenizerFactory, skip_bad: bool, counter):
+    Takes whole blocks and tokenises them in windows of ``batch_size`` examples (KTO pairs
+    completions inside a window), yielding one output per window.
+    """
+
+    def __init__(
+        self,
+        settings: TextSettings,
+        factory: TokenizerFactory,
+        skip_bad: bool,
+        counter: Any,
+        batch_size: int,
+    ):
         self.settings, self.factory = settings, factory
-        self.skip_bad, self.counter = skip_bad, counter
+        self.skip_bad, self.counter, self.batch_size = skip_bad, counter, batch_size
 
-    def __call__(self, batch: Any) -> dict[str, list]:
+    def __call__(self, block: Any) -> Iterator[dict[str, list]]:
+        for start in _windows(block.num_rows, self.batch_size):
+            if out := self._window(block.slice(start, self.batch_size)):
+                yield out
+
+    def _window(self, batch: Any) -> dict[str, list]:
         from . import tokenize as tk
 
         tokenizer, template = text_tools(self.settings, self.factory)
@@ -186,12 +207,22 @@ def _columns(rows: list[dict[str, Any]]) -> dict[str, list]:
 
 
 class Pack:
-    """Tokenised examples → rows of at most cutoff_len tokens (``packing``)."""
+    """Tokenised examples → rows of at most cutoff_len tokens (``packing``).
 
-    def __init__(self, stage: str, cutoff_len: int, neat: bool):
-        self.stage, self.cutoff_len, self.neat = stage, cutoff_len, neat
+    Takes whole blocks and packs each window of ``window`` consecutive examples on its own
+    (LLaMA-Factory packs each ``datasets.map`` batch), yielding one output per window.
+    """
 
-    def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
+    def __init__(self, stage: str, cutoff_len: int, neat: bool, window: int):
+        self.stage, self.cutoff_len, self.neat, self.window = stage, cutoff_len, neat, window
+
+    def __call__(self, block: dict[str, Any]) -> Iterator[dict[str, list]]:
+        for start in _windows(len(block["input_ids"]), self.window):
+            batch = {key: column[start : start + self.window] for key, column in block.items()}
+            if out := self._window(batch):
+                yield out
+
+    def _window(self, batch: dict[str, Any]) -> dict[str, list]:
         from .packing import chunk_pretrain, pack_batch
 
         if self.stage == "pt":
@@ -273,13 +304,18 @@ def _mix(parts: list[Any], cfg: Config) -> Any:
 
 def _tokenized(ds: Any, cfg: Config, factory: TokenizerFactory, counter: Any, packed: bool,
                num_cpus: float | None) -> Any:  # fmt: skip
+    # No batch_size on these maps: Ray Data would then bundle input blocks up to it and refuse
+    # to fuse the maps with the read, so one task would take many read parts at once (or the
+    # read would run ahead, filling the object store). Without it, read → convert → tokenise
+    # → pack run as one task per read part, and the windows of preprocessing_batch_size
+    # examples are cut inside the functions.
     remote = {"num_cpus": num_cpus} if num_cpus is not None else {}
-    tokenize = Tokenize(TextSettings.of(cfg), factory, cfg.data.skip_bad_records, counter)
     batch = cfg.data.preprocessing_batch_size
-    out = ds.map_batches(tokenize, batch_format="pyarrow", batch_size=batch, **remote)
+    tokenize = Tokenize(TextSettings.of(cfg), factory, cfg.data.skip_bad_records, counter, batch)
+    out = ds.map_batches(tokenize, batch_format="pyarrow", **remote)
     if packed:
-        pack = Pack(cfg.finetuning.stage, cfg.data.cutoff_len, cfg.data.neat_packing)
-        out = out.map_batches(pack, batch_format="numpy", batch_size=batch, **remote)
+        pack = Pack(cfg.finetuning.stage, cfg.data.cutoff_len, cfg.data.neat_packing, batch)
+        out = out.map_batches(pack, batch_format="numpy", **remote)
     return out
 
 

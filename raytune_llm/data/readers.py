@@ -6,12 +6,15 @@ Two entry points share one parser per format:
   arrays are decoded one element at a time from a buffered stream, so a large file is never
   held in memory whole; JSON lines, CSV and text stream line by line; Parquet and Arrow stream
   record batches.
-* :func:`read_dataset` builds a lazy Ray Data ``Dataset`` of raw records: one task per file
-  (files are read in parallel; a task streams its file out in Arrow batches of ``BLOCK_ROWS``
-  records, which Ray Data gathers into blocks of at most its target block size). Each
-  row is ``{"_record": <pickled record>, "_file", "_line", "_row"}``: the record travels intact
-  (no Arrow schema is imposed on user data, so mixed types cannot break a block) and its
-  location travels with it. ``converters.converter_for`` turns these rows into examples.
+* :func:`read_dataset` builds a lazy Ray Data ``Dataset`` of raw records: one read task per
+  file, and for a local JSON-lines or text file bigger than ``PART_BYTES`` one per part of about
+  that many bytes (cut at line starts, numbered from the right line; see :func:`file_parts`), so
+  that one big file is read, converted and tokenised by several tasks at once. A task streams
+  its file or part out in Arrow batches of ``BLOCK_ROWS`` records, which Ray Data gathers into
+  blocks of at most its target block size. Each row is ``{"_record": <pickled record>,
+  "_file", "_line", "_row"}``: the record travels intact (no Arrow schema is imposed on user
+  data, so mixed types cannot break a block) and its location travels with it.
+  ``converters.converter_for`` turns these rows into examples.
 
 Malformed records raise :class:`DataError` (file + line/row + what is wrong), or with
 ``skip_bad`` are skipped and counted. In Ray, pass ``bad_counter=new_bad_record_counter()`` to
@@ -24,11 +27,13 @@ retried task can count its records twice. Without a counter, skipped records are
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
+import os
 import pickle
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -41,6 +46,8 @@ if TYPE_CHECKING:
 Record = dict[str, Any]
 CHUNK_CHARS = 1 << 20
 BLOCK_ROWS = 1024
+PART_BYTES = 4 << 20
+SCAN_BYTES = 16 << 20
 RAW_COLUMNS = ("_record", "_file", "_line", "_row")
 _WS = re.compile(r"[ \t\n\r]*")
 _DECODER = json.JSONDecoder()
@@ -70,6 +77,105 @@ def iter_records(
         raise DataError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", where=path) from None
 
 
+def iter_part(
+    path: str | Path,
+    start: int,
+    end: int | None,
+    first_line: int,
+    *,
+    skip_bad: bool = False,
+    bad_counter: Counter = None,
+) -> Iterator[tuple[Record, Location]]:
+    """Stream the records of one part of a local JSON-lines or text file (see :func:`file_parts`).
+
+    Args:
+        path: the file.
+        start: the byte offset of the part's first line (a line start).
+        end: the byte offset just after its last line; None reads to the end of the file.
+        first_line: the 1-based number of the line at ``start``, so locations are exact.
+        skip_bad, bad_counter: as for :func:`iter_records`.
+    """
+    path = str(path)
+    parse = _text_lines if file_kind(path) == "text" else _jsonl_lines
+    try:
+        with open(path, "rb") as f:
+            f.seek(start)
+            data = f.read() if end is None else f.read(end - start)
+        text = data.decode("utf-8-sig" if start == 0 else "utf-8")
+    except FileNotFoundError:
+        raise DataError("file not found", where=path) from None
+    except UnicodeDecodeError as exc:
+        at = start + exc.start
+        raise DataError(f"not UTF-8 text ({exc.reason} at byte {at})", where=path) from None
+    del data
+    yield from parse(io.StringIO(text, newline=None), path, first_line, skip_bad, bad_counter)
+
+
+def file_parts(path: str, part_bytes: int) -> list[tuple[int, int | None, int]]:
+    """Cut a local JSON-lines or text file into parts of about ``part_bytes``, at line starts.
+
+    Any other file (JSON arrays, CSV, Parquet, Arrow, URLs) or a small one is one part. The
+    cut points and their line numbers come from one pass over the bytes that only counts line
+    breaks (``\\n``, ``\\r\\n`` or a lone ``\\r``, as Python's text files count them); nothing
+    is parsed. The last part runs to the end of the file, whatever its size is then.
+
+    Returns:
+        ``(start, end, first_line)`` per part, as :func:`iter_part` takes them; ``end`` is None
+        for the last part.
+    """
+    whole = [(0, None, 1)]
+    try:
+        if "://" in path or os.path.getsize(path) <= part_bytes or not _holds_lines(path):
+            return whole
+        with open(path, "rb") as f:
+            starts = _line_starts(f, part_bytes)
+    except (OSError, DataError):  # a missing or unsupported file fails in its read task
+        return whole
+    ends = [s for s, _ in starts[1:]] + [None]
+    return [(start, end, line) for (start, line), end in zip(starts, ends, strict=True)]
+
+
+def _holds_lines(path: str) -> bool:
+    """Whether a file is JSON lines or text: .jsonl, .txt, or a .json not holding an array."""
+    kind = file_kind(path)
+    if kind != "json":
+        return kind in ("jsonl", "text")
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 16):
+            head = chunk.removeprefix(b"\xef\xbb\xbf") if f.tell() == len(chunk) else chunk
+            head = head.lstrip(b" \t\r\n")
+            if head:
+                return head.startswith(b"{")
+    return False
+
+
+def _line_starts(f: IO[bytes], part_bytes: int) -> list[tuple[int, int]]:
+    """(byte offset, line number) of the first line of each part of a binary file."""
+    starts, breaks, cr_before, offset = [(0, 1)], 0, False, 0
+    cut = part_bytes
+    while chunk := f.read(SCAN_BYTES):
+        pos = 0
+        while cut < offset + len(chunk):
+            newline = chunk.find(b"\n", max(cut - offset, pos))
+            if newline < 0:
+                break
+            breaks += _breaks(chunk[pos : newline + 1], cr_before)
+            pos, cr_before = newline + 1, False
+            starts.append((offset + pos, breaks + 1))
+            cut = offset + pos + part_bytes
+        rest = chunk[pos:]
+        breaks += _breaks(rest, cr_before)
+        cr_before = rest.endswith(b"\r") if rest else cr_before
+        offset += len(chunk)
+    return [(start, line) for start, line in starts if start < offset or start == 0]
+
+
+def _breaks(data: bytes, cr_before: bool) -> int:
+    """Line breaks in data; ``cr_before``: the bytes before it ended with a lone-looking \\r."""
+    both = data.count(b"\r\n") + (1 if cr_before and data.startswith(b"\n") else 0)
+    return data.count(b"\n") + data.count(b"\r") - both
+
+
 def iter_dataset(
     spec: DatasetSpec,
     dataset_dir: str | Path,
@@ -90,10 +196,13 @@ def read_dataset(
     bad_counter: Counter = None,
     num_cpus: float | None = None,
 ) -> ray.data.Dataset:
-    """A lazy Ray Data dataset of a dataset's raw records, read in parallel by file.
+    """A lazy Ray Data dataset of a dataset's raw records, read in parallel by file or part.
 
     Nothing is read here except the file list (and a hub dataset's download); the records are
-    read by Ray tasks on the driver's node (where dataset_dir is) and stream to consumers.
+    read by Ray tasks on the driver's node (where dataset_dir is) and stream to consumers. When
+    the dataset starts executing, each local JSON-lines or text file bigger than ``PART_BYTES``
+    is cut into parts by one pass that counts its line breaks (:func:`file_parts`), and each
+    part gets its own read task.
     DataErrors raised by later map steps surface as ``DataError`` (Ray's
     ``raise_original_map_exception`` is set on this dataset's context).
 
@@ -111,13 +220,73 @@ def read_dataset(
     selector = None
     if not any("://" in f for f in files):  # local files: read on this node, as Ray's readers do
         selector = {"ray.io/node-id": ray.get_runtime_context().get_node_id()}
-    ds = ray.data.from_items([{"path": f} for f in files], override_num_blocks=max(len(files), 1))
-    reader = _FileBlocks(skip_bad, bad_counter, BLOCK_ROWS)
-    ds = ds.map_batches(
-        reader, batch_size=1, batch_format="pyarrow", num_cpus=num_cpus, label_selector=selector
+    source = _records_datasource()(files, skip_bad, bad_counter)
+    # The source makes its own read tasks (one per file or part); one "block" keeps Ray Data
+    # from cutting each task's output into more blocks to reach a parallelism of its own.
+    ds = ray.data.read_datasource(
+        source, override_num_blocks=1, num_cpus=num_cpus, label_selector=selector
     )
     ds.context.raise_original_map_exception = True
     return ds
+
+
+def __getattr__(name: str) -> Any:
+    """``RecordsDatasource``, a Ray class, is made on first use: importing this module needs no
+    Ray. Pickle finds the class here by name, as if it were defined at module level."""
+    if name == "RecordsDatasource":
+        return _records_datasource()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+@functools.cache
+def _records_datasource() -> type:
+    from ray.data import Datasource, ReadTask
+    from ray.data.block import BlockMetadata
+
+    class RecordsDatasource(Datasource):
+        """Raw records of local or remote files: one read task per file, or per part of a big
+        local JSON-lines or text file (:func:`file_parts`, computed when the read is planned,
+        and again only if the file changed)."""
+
+        def __init__(self, files: list[str], skip_bad: bool, bad_counter: Counter):
+            super().__init__()
+            self.files, self.skip_bad, self.bad_counter = files, skip_bad, bad_counter
+            self._parts: dict[tuple[str, int, int], list[tuple[int, int | None, int]]] = {}
+
+        def estimate_inmemory_data_size(self) -> int | None:
+            return None
+
+        def get_read_tasks(
+            self, parallelism: int, per_task_row_limit: int | None = None, data_context=None
+        ) -> list[ReadTask]:
+            tasks = []
+            skip, counter = self.skip_bad, self.bad_counter
+            for path in self.files:
+                for part in self._file_parts(path):
+                    read = functools.partial(_read_blocks, path, *part, skip, counter, BLOCK_ROWS)
+                    meta = BlockMetadata(
+                        num_rows=None, size_bytes=None, exec_stats=None, input_files=(path,)
+                    )
+                    tasks.append(ReadTask(read, meta, per_task_row_limit=per_task_row_limit))
+            return tasks
+
+        def _file_parts(self, path: str) -> list[tuple[int, int | None, int]]:
+            if "://" in path:
+                return [(0, None, 1)]
+            try:
+                stat = os.stat(path)
+            except OSError:  # fails with a DataError in its read task
+                return [(0, None, 1)]
+            key = (path, stat.st_size, stat.st_mtime_ns)
+            if key not in self._parts:
+                self._parts[key] = file_parts(path, PART_BYTES)
+            return self._parts[key]
+
+        def __getstate__(self) -> dict[str, Any]:
+            return {**self.__dict__, "_parts": {}}
+
+    RecordsDatasource.__module__, RecordsDatasource.__qualname__ = __name__, "RecordsDatasource"
+    return RecordsDatasource
 
 
 def raw_row(record: Record, where: Location) -> dict[str, Any]:
@@ -152,27 +321,33 @@ def collect_bad_records(counter: Any) -> BadRecords:
     return tally
 
 
-class _FileBlocks:
-    """map_batches function: one file path in, its records out in batches of block_rows."""
+def _read_blocks(
+    path: str,
+    start: int,
+    end: int | None,
+    line: int,
+    skip_bad: bool,
+    bad_counter: Counter,
+    block_rows: int,
+) -> Iterator[Any]:
+    """A read task's work: one file (or part) in, its raw rows out in tables of block_rows."""
+    import pyarrow as pa
 
-    def __init__(self, skip_bad: bool, bad_counter: Counter, block_rows: int):
-        self.skip_bad, self.bad_counter, self.block_rows = skip_bad, bad_counter, block_rows
-
-    def __call__(self, batch: Any) -> Iterator[Any]:
-        import pyarrow as pa
-
-        for path in batch.column("path").to_pylist():
-            tally, rows = BadRecords(), []
-            try:
-                for record, where in iter_records(path, skip_bad=self.skip_bad, bad_counter=tally):
-                    rows.append(raw_row(record, where))
-                    if len(rows) >= self.block_rows:
-                        yield pa.Table.from_pylist(rows, schema=_raw_schema())
-                        rows = []
-            finally:  # also when a consumer stops early (limit)
-                count_bad(self.bad_counter, tally)
-            if rows:
+    tally, rows = BadRecords(), []
+    if start == 0 and end is None:  # the whole file
+        records = iter_records(path, skip_bad=skip_bad, bad_counter=tally)
+    else:
+        records = iter_part(path, start, end, line, skip_bad=skip_bad, bad_counter=tally)
+    try:
+        for record, where in records:
+            rows.append(raw_row(record, where))
+            if len(rows) >= block_rows:
                 yield pa.Table.from_pylist(rows, schema=_raw_schema())
+                rows = []
+    finally:  # also when a consumer stops early (limit)
+        count_bad(bad_counter, tally)
+    if rows:
+        yield pa.Table.from_pylist(rows, schema=_raw_schema())
 
 
 def _raw_schema() -> Any:
@@ -229,31 +404,41 @@ def _read_json(path: str, skip_bad: bool, counter: Counter) -> Iterator[tuple[Re
 
 def _read_jsonl(path: str, skip_bad: bool, counter: Counter) -> Iterator[tuple[Record, Location]]:
     with _open_text(path) as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = Location(path, number)
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                error = (
-                    f"invalid JSON (column {exc.colno}): {exc.msg}; each line must be one object"
-                )
-                skip_or_raise(DataError(error, where=where), skip_bad, counter)
-                continue
-            if isinstance(record, dict):
-                yield record, where
-            else:
-                error = f"a record must be a JSON object, got {_json_kind(record)}"
-                skip_or_raise(DataError(error, where=where), skip_bad, counter)
+        yield from _jsonl_lines(f, path, 1, skip_bad, counter)
+
+
+def _jsonl_lines(
+    lines: Iterable[str], path: str, first: int, skip_bad: bool, counter: Counter
+) -> Iterator[tuple[Record, Location]]:
+    for number, line in enumerate(lines, first):
+        if not line.strip():
+            continue
+        where = Location(path, number)
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            error = f"invalid JSON (column {exc.colno}): {exc.msg}; each line must be one object"
+            skip_or_raise(DataError(error, where=where), skip_bad, counter)
+            continue
+        if isinstance(record, dict):
+            yield record, where
+        else:
+            error = f"a record must be a JSON object, got {_json_kind(record)}"
+            skip_or_raise(DataError(error, where=where), skip_bad, counter)
 
 
 def _read_text(path: str, skip_bad: bool, counter: Counter) -> Iterator[tuple[Record, Location]]:
     with _open_text(path) as f:
-        for number, line in enumerate(f, 1):
-            text = line.rstrip("\n")
-            if text.strip():
-                yield {"text": text}, Location(path, number)
+        yield from _text_lines(f, path, 1, skip_bad, counter)
+
+
+def _text_lines(
+    lines: Iterable[str], path: str, first: int, skip_bad: bool, counter: Counter
+) -> Iterator[tuple[Record, Location]]:
+    for number, line in enumerate(lines, first):
+        text = line.rstrip("\n")
+        if text.strip():
+            yield {"text": text}, Location(path, number)
 
 
 def _read_csv(path: str, skip_bad: bool, counter: Counter) -> Iterator[tuple[Record, Location]]:

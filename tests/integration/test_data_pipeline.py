@@ -23,6 +23,11 @@ DEMO = ROOT / "examples" / "demo" / "tiny_lora_sft.yaml"
 
 
 def cfg_of(model_dir, *overrides):
+    overrides = list(overrides)
+    if "eval_dataset=" in overrides:  # no eval data: no evaluation either
+        overrides.append("eval_strategy=no")
+    if any(o.startswith(("neat_packing=true", "stage=pt")) for o in overrides):
+        overrides.append("packing=true")
     return load_config(
         DEMO, [f"model_name_or_path={model_dir}", f"dataset_dir={ROOT / 'data'}", *overrides]
     )
