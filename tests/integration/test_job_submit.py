@@ -82,7 +82,12 @@ def head(tmp_path) -> Iterator[tuple[str, dict[str, str]]]:
              "--num-cpus=2", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
              f"--dashboard-port={dash}", f"--temp-dir={temp_dir}",
              "--disable-usage-stats",
-             f"--ray-client-server-port={free_port()}"]  # fmt: skip
+             f"--ray-client-server-port={free_port()}",
+             # Every port of its own: the tests' shared Ray instance holds the default ones.
+             f"--dashboard-agent-listen-port={free_port()}",
+             f"--dashboard-agent-grpc-port={free_port()}",
+             f"--runtime-env-agent-port={free_port()}",
+             f"--metrics-export-port={free_port()}"]  # fmt: skip
     try:
         proc = subprocess.run(start, capture_output=True, text=True, env=env, timeout=180)
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
