@@ -404,11 +404,7 @@ def main() -> None:
             print(f"data {size}: {data_dir} ({time.perf_counter() - began:.0f} s)", flush=True)
             for path in args.paths:
                 results[(size, path)] = r = measure(path, data_dir, args.timeout)
-                print(
-                    f"  {path}: {r['examples']} examples in {r['seconds']:.1f} s, driver "
-                    f"{r['driver_mb']:.0f} MB",
-                    flush=True,
-                )
+                print(f"  {path}: {json.dumps(r)}", flush=True)
         print(f"\n{os.cpu_count()} CPUs; cutoff_len {CUTOFF_LEN}, packing, template llama3\n")
         check_same(results, args.sizes)
         ok = report(results, args.sizes)
