@@ -13,7 +13,6 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,16 +23,11 @@ from pathlib import Path
 
 import psutil
 import pytest
+from helpers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 RAY = Path(sys.executable).with_name("ray")
 DEMO = "examples/demo/tiny_lora_sft.yaml"  # relative: resolved in the job's working_dir
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def cluster_processes(temp_dir: str, gcs_port: int) -> list[psutil.Process]:

@@ -16,6 +16,8 @@ import tempfile
 import textwrap
 from pathlib import Path
 
+from helpers import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "examples" / "demo" / "tiny_lora_sft.yaml"
 
@@ -29,8 +31,10 @@ SCRIPT = textwrap.dedent(
     from raytune_llm.config import load_config
     from raytune_llm.train.launch import run_training
 
-    demo, model, data, out = sys.argv[1:5]
-    head = {"num_cpus": 2, "include_dashboard": True}  # the State API needs the dashboard
+    demo, model, data, out, ports = sys.argv[1:6]
+    # The State API needs the dashboard. Every port is the test's pick: the tests' shared Ray
+    # instance holds the default ones.
+    head = {"num_cpus": 2, "include_dashboard": True, **json.loads(ports)}
     cluster = Cluster(initialize_head=True, head_node_args=head)
     cluster.add_node(num_cpus=2)
     cluster.wait_for_nodes()
@@ -61,12 +65,21 @@ SCRIPT = textwrap.dedent(
 
 def test_strict_spread_puts_each_worker_on_its_own_node(tiny_llama_dir, tmp_path):
     out = tmp_path / "spread"
+    names = (
+        "dashboard_port",
+        "dashboard_agent_listen_port",
+        "metrics_agent_port",
+        "runtime_env_agent_port",
+        "metrics_export_port",
+        "ray_client_server_port",
+    )
+    ports = json.dumps({name: free_port() for name in names})
     with tempfile.TemporaryDirectory(prefix="rtm", dir="/tmp") as ray_tmp:  # short socket paths
         env = {**os.environ, "RAY_TMPDIR": ray_tmp}
         env.pop("RAY_ADDRESS", None)
         proc = subprocess.run(
             [sys.executable, "-c", SCRIPT, str(DEMO), str(tiny_llama_dir), str(ROOT / "data"),
-             str(out)],
+             str(out), ports],
             capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env,
         )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
