@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 def free_port() -> int:
@@ -10,3 +14,62 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class FakeHub:
+    """A local stand-in for the Hugging Face hub, which cannot run here: the endpoints an upload
+    uses (whoami, create repo, validate a model card, preupload, commit), keeping the files.
+
+    Args:
+        role: what whoami says of the token ("write", "read"); None answers 401 (bad token).
+    """
+
+    def __init__(self, role: str | None = "write") -> None:
+        self.files: dict[str, bytes] = {}
+        hub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _reply(self, code: int, body: dict) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:
+                if self.path == "/api/whoami-v2" and role is None:
+                    self._reply(401, {"error": "Invalid credentials in Authorization header"})
+                elif self.path == "/api/whoami-v2":
+                    self._reply(200, {"name": "me", "auth": {"accessToken": {"role": role}}})
+                else:
+                    self._reply(404, {"error": "not here"})
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                repo = "/".join(self.path.split("/")[3:5])
+                if self.path == "/api/repos/create":
+                    name = json.loads(body)["name"]
+                    self._reply(200, {"url": f"{hub.url}/me/{name}"})
+                elif self.path == "/api/validate-yaml":  # a README.md's model-card header
+                    self._reply(200, {})
+                elif "/preupload/" in self.path:
+                    files = [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False}
+                             for f in json.loads(body)["files"]]  # fmt: skip
+                    self._reply(200, {"files": files})
+                elif "/commit/" in self.path:
+                    for op in map(json.loads, body.decode().splitlines()):
+                        if op["key"] == "file":
+                            value = op["value"]
+                            hub.files[value["path"]] = base64.b64decode(value["content"])
+                    self._reply(200, {"commitUrl": f"{hub.url}/{repo}/commit/{'a' * 40}",
+                                      "commitOid": "a" * 40})  # fmt: skip
+                else:
+                    self._reply(404, {"error": "not here"})
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()

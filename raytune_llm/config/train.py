@@ -120,7 +120,9 @@ class TrainArgs(Section):
     metric_for_best_model: str | None = doc(None, "Metric that picks the best checkpoint.")
     greater_is_better: bool | None = doc(None, "Whether a larger metric_for_best_model is better.")
     report_to: CommaList = doc(
-        ["none"], "Where metrics go: none, tensorboard, wandb, mlflow (as installed), or all."
+        ["none"],
+        "Where metrics go besides trainer_log.jsonl: none, tensorboard (logging_dir), wandb, "
+        "mlflow, or all (every one installed).",
     )
     run_name: str | None = doc(None, "Name of the run in trackers and in Ray's storage.")
     disable_tqdm: bool | None = doc(None, "Turn off the progress bar.")
@@ -155,10 +157,20 @@ class TrainArgs(Section):
     torch_compile: bool = doc(False, "Compile the model with torch.compile.")
 
     # Hub.
-    push_to_hub: bool = doc(False, "Push the final adapter or model to the hub.")
+    push_to_hub: bool = doc(
+        False,
+        "Upload output_dir (the adapter or model, tokenizer, results) to the Hugging Face hub "
+        "when the run ends; the hub and the token are checked before training starts.",
+    )
     hub_model_id: str | None = doc(None, "Hub repository to push to (default: output_dir's name).")
     hub_token: str | None = doc(None, "Token for pushing to the hub.")
     hub_private_repo: bool | None = doc(None, "Create the hub repository as private.")
+    hub_strategy: Literal["end", "every_save", "checkpoint", "all_checkpoints"] = doc(
+        "every_save",
+        "What goes to the hub, uploaded once when the run ends: the final model (end, "
+        "every_save), also the latest checkpoint as last-checkpoint/ (checkpoint), or every "
+        "checkpoint-* folder too (all_checkpoints).",
+    )
 
     # TrainingArguments keys with no meaning under Ray Train (accepted, with a warning).
     dataloader_num_workers: int = doc(

@@ -19,9 +19,13 @@ if TYPE_CHECKING:
 
 
 def trainable_parameters(model: nn.Module) -> tuple[int, int]:
-    """(trainable, total) parameter counts."""
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return trainable, sum(p.numel() for p in model.parameters())
+    """(trainable, total) parameter counts (whole parameters, also when ZeRO-3 partitioned them)."""
+
+    def count(p: nn.Parameter) -> int:
+        return int(getattr(p, "ds_numel", 0) or p.numel())
+
+    trainable = sum(count(p) for p in model.parameters() if p.requires_grad)
+    return trainable, sum(count(p) for p in model.parameters())
 
 
 def _num_layers(model: nn.Module) -> int:

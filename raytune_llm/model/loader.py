@@ -73,6 +73,17 @@ def load_tokenizer(args: ModelArgs) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
+def load_model_config(args: ModelArgs) -> Any:
+    """The model's Hugging Face config (config.json), without its weights."""
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(resolve_model_path(args.model_name_or_path),
+                                          **_hub_kwargs(args))  # fmt: skip
+    except (OSError, ValueError) as err:
+        raise _load_error("config", args.model_name_or_path, err) from None
+
+
 def compute_dtype(cfg: Config) -> torch.dtype:
     """The dtype weights are loaded in: bf16 or fp16 when the config asks, else fp32."""
     import torch

@@ -12,19 +12,28 @@ import json
 import math
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..config import Config
 from ..data.errors import surface_data_errors
 from ..data.pipeline import check_data, packing_on, prepare_data
-from ..model.loader import load_tokenizer
+from ..model.loader import load_model_config, load_tokenizer
 from ..utils.cluster import connect
 from ..utils.errors import NotAvailableError, UserError
 from .checkpoint import export_final
+from .engines import (
+    check_fsdp,
+    engine_name,
+    fill_deepspeed_config,
+    read_deepspeed_config,
+    zero_stage,
+)
+from .hub import check_hub, push_output
 from .progress import DriverLog, ProgressBoard, plot_loss
 from .stages import STAGES
+from .trackers import build_trackers
 
 
 @dataclass
@@ -119,7 +128,9 @@ def output_policy(cfg: Config) -> tuple[Path, str, Path | None]:
     )
 
 
-def _plan(cfg: Config, n_train: int, workers: Workers, has_eval: bool, packed: bool) -> dict:
+def _plan(
+    cfg: Config, n_train: int, workers: Workers, has_eval: bool, packed: bool, engine: dict
+) -> dict:
     t = cfg.train
     per_worker = n_train // workers.num_workers
     micro_per_epoch = per_worker // t.per_device_train_batch_size
@@ -137,6 +148,7 @@ def _plan(cfg: Config, n_train: int, workers: Workers, has_eval: bool, packed: b
         "packed": packed,
         "has_eval": has_eval,
         "resume_from": cfg.train.resume_from_checkpoint,
+        **engine,
         "info": {
             "num_examples": n_train,
             "num_epochs": t.num_train_epochs if t.max_steps <= 0 else total / steps_per_epoch,
@@ -148,6 +160,27 @@ def _plan(cfg: Config, n_train: int, workers: Workers, has_eval: bool, packed: b
     }
 
 
+def _engine_plan(cfg: Config, world: int) -> dict[str, Any]:
+    """The engine and its settings, checked on the driver so that mistakes surface before Ray
+    starts any worker (the DeepSpeed JSON is read here: workers run in another folder)."""
+    name = engine_name(cfg)
+    if name == "fsdp":
+        check_fsdp(cfg.train.fsdp)
+    if name != "deepspeed":
+        return {"engine": name}
+    raw = read_deepspeed_config(cfg) or {}
+    hidden = getattr(load_model_config(cfg.model), "hidden_size", None)
+    filled = fill_deepspeed_config(raw, cfg, world, hidden)
+    return {"engine": name, "deepspeed": raw, "hidden_size": hidden,
+            "zero_stage": zero_stage(filled)}  # fmt: skip
+
+
+def _engine_words(engine: dict[str, Any]) -> str:
+    if engine["engine"] == "deepspeed":
+        return f"DeepSpeed ZeRO-{engine['zero_stage']}"
+    return {"fsdp": "FSDP", "ddp": "DDP"}[engine["engine"]]
+
+
 def not_yet_available(cfg: Config) -> list[str]:
     """What the config asks for that this version does not do yet, each with what to do."""
     t, out = cfg.train, []
@@ -155,14 +188,11 @@ def not_yet_available(cfg: Config) -> list[str]:
         out.append(f"stage {cfg.finetuning.stage} (stages now: {', '.join(STAGES)})")
     if not t.do_train:
         out.append("do_train is false: set do_train: true (evaluation alone comes with eval)")
-    if t.deepspeed:
-        out.append("deepspeed (remove it to train with DDP)")
-    if t.fsdp:
-        out.append("fsdp (remove it to train with DDP)")
-    if t.push_to_hub:
-        out.append("push_to_hub (upload output_dir yourself, or set push_to_hub: false)")
-    if [r for r in t.report_to if r != "none"]:
-        out.append(f"report_to {','.join(t.report_to)} (trainer_log.jsonl holds the metrics)")
+    sharded = t.fsdp or (t.deepspeed and zero_stage(read_deepspeed_config(cfg) or {}) == 3)
+    if cfg.model.quantization_bit and sharded:
+        out.append("quantization_bit with FSDP or ZeRO-3 (QLoRA trains with DDP or ZeRO 0-2)")
+    if "swanlab" in t.report_to:
+        out.append("report_to swanlab (use tensorboard, wandb or mlflow)")
     if t.do_predict:
         out.append("do_predict (raytune-llm predict comes with the serving release)")
     return out
@@ -189,6 +219,8 @@ class TrainResult:
     metrics: dict[str, Any]
     history: list[dict[str, Any]]
     seconds: float
+    run_info: dict[str, Any] = field(default_factory=dict)
+    """The start entry of the last attempt: plan, parameter counts, engine and sharding."""
 
 
 def run_training(cfg: Config, *, show_bar: bool = True) -> TrainResult:
@@ -201,6 +233,11 @@ def run_training(cfg: Config, *, show_bar: bool = True) -> TrainResult:
     missing = not_yet_available(cfg)
     if missing:
         raise NotAvailableError("this version cannot train this config yet: " + "; ".join(missing))
+    # A tracker not installed, or a hub that cannot take the upload, is refused before Ray
+    # starts or a training step is spent.
+    trackers = build_trackers(cfg)
+    if cfg.train.push_to_hub:
+        check_hub(cfg)
     if cfg.train.resume_from_checkpoint and not Path(cfg.train.resume_from_checkpoint).is_dir():
         raise UserError(
             f"resume_from_checkpoint {cfg.train.resume_from_checkpoint} is not a folder"
@@ -211,9 +248,11 @@ def run_training(cfg: Config, *, show_bar: bool = True) -> TrainResult:
     try:
         where = connect(cfg.ray.ray_address, cfg.ray.ray_init_kwargs)
         workers = plan_workers(cfg, ray.cluster_resources(), _nodes())
+        engine = _engine_plan(cfg, workers.num_workers)
         print(
             f"raytune-llm: training on {where}: {workers.num_workers} worker(s) x "
-            f"{workers.resources}, {workers.threads} torch thread(s) each ({mode} {out})"
+            f"{workers.resources}, {workers.threads} torch thread(s) each, "
+            f"{_engine_words(engine)} ({mode} {out})"
         )
         packed = packing_on(cfg)
         _quiet_ray()
@@ -221,7 +260,7 @@ def run_training(cfg: Config, *, show_bar: bool = True) -> TrainResult:
             data = prepare_data(cfg, functools.partial(load_tokenizer, cfg.model),
                                 num_cpus=workers.data_cpus)  # fmt: skip
             n_train = data.train.count()
-        plan = _plan(cfg, n_train, workers, data.eval is not None, packed)
+        plan = _plan(cfg, n_train, workers, data.eval is not None, packed, engine)
         board = ray.remote(num_cpus=0)(ProgressBoard).remote()
         storage = cfg.ray.ray_storage_path or str(out.parent)
         name = cfg.ray.ray_run_name or out.name
@@ -249,7 +288,10 @@ def run_training(cfg: Config, *, show_bar: bool = True) -> TrainResult:
             },
         )
         bar = show_bar and not cfg.train.disable_tqdm
-        with DriverLog(board, out, show_bar=bar) as log, surface_data_errors():
+        with (
+            DriverLog(board, out, show_bar=bar, trackers=trackers) as log,
+            surface_data_errors(),
+        ):
             result = trainer.fit()
     except BaseException:
         if aside is not None and aside.exists():
@@ -259,11 +301,13 @@ def run_training(cfg: Config, *, show_bar: bool = True) -> TrainResult:
         raise
     if aside is not None:
         shutil.rmtree(aside, ignore_errors=True)
-    return _finish(cfg, out, result, log.history, time.time() - started)
+    done = _finish(cfg, out, result, log.history, time.time() - started)
+    done.run_info = dict(log.started or {})
+    return done
 
 
 def _finish(cfg: Config, out: Path, result: Any, history: list, seconds: float) -> TrainResult:
-    """Copy the final model to output_dir and write the results files and plots."""
+    """Copy the final model to output_dir, write the results files and plots, push_to_hub."""
     if result.checkpoint is not None:
         with result.checkpoint.as_directory() as folder:
             export_final(Path(folder), out)
@@ -285,4 +329,7 @@ def _finish(cfg: Config, out: Path, result: Any, history: list, seconds: float) 
     (out / "all_results.json").write_text(json.dumps(all_results, indent=2))
     if cfg.finetuning.plot_loss:
         plot_loss(out, history)
+    if cfg.train.push_to_hub:
+        repo = push_output(cfg, out)
+        print(f"raytune-llm: pushed {out} to the hub as {repo}")
     return TrainResult(out, steps, all_results, history, seconds)

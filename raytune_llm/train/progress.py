@@ -2,7 +2,8 @@
 the driver, trainer_log.jsonl, and the loss plot.
 
 Rank 0 pushes log entries to a small actor (no CPU); the driver drains it while Ray Train runs,
-so the bar and the log file live where the user is, on one machine or on a cluster.
+so the bar, the log file and the report_to trackers live where the user is, on one machine or on
+a cluster.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import json
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +46,12 @@ def start_block(info: dict[str, Any]) -> str:
         f"  Number of trainable parameters = {info['trainable']:,} of {info['total']:,} "
         f"({100 * info['trainable'] / max(info['total'], 1):.4f}%)",
     ]
+    if info.get("engine"):
+        share = 100 * info["local_params"] / max(info["full_params"], 1)
+        lines.append(
+            f"  Engine = {info['engine']}: each worker holds {share:.1f}% of the parameters "
+            f"({info['sharded_tensors']:,} tensors sharded)"
+        )
     return "\n".join(lines)
 
 
@@ -53,10 +61,17 @@ def _hms(seconds: float) -> str:
 
 
 class DriverLog:
-    """Drains the board into trainer_log.jsonl and a progress bar until stopped."""
+    """Drains the board into trainer_log.jsonl, a progress bar and the trackers until stopped.
 
-    def __init__(self, board: Any, output_dir: Path, *, show_bar: bool):
+    A tracker that fails (a W&B login missing, an MLflow server gone) is dropped with a warning;
+    the run and trainer_log.jsonl go on.
+    """
+
+    def __init__(
+        self, board: Any, output_dir: Path, *, show_bar: bool, trackers: Sequence[Any] = ()
+    ):
         self.board, self.output_dir, self.show_bar = board, output_dir, show_bar
+        self.trackers = list(trackers)
         self.log_path = output_dir / "trainer_log.jsonl"
         self.history: list[dict[str, Any]] = []
         self.started: dict[str, Any] | None = None
@@ -73,6 +88,7 @@ class DriverLog:
         self._stop.set()
         self._thread.join()
         self._poll()
+        self._each("finish")
         if self._bar is not None:
             self._bar.close()
 
@@ -96,6 +112,16 @@ class DriverLog:
             elif kind == "note":
                 self._write(entry["text"])
 
+    def _each(self, method: str, *args: Any) -> None:
+        """Call one method on every tracker; drop, with a warning, any tracker that fails."""
+        for tracker in list(self.trackers):
+            try:
+                getattr(tracker, method)(*args)
+            except Exception as err:  # a tracker's failure must not end the run or its log
+                self.trackers.remove(tracker)
+                self._write(f"raytune-llm: report_to {tracker.name} stopped ({method}: {err}); "
+                            "trainer_log.jsonl keeps every metric")  # fmt: skip
+
     def _write(self, text: str) -> None:
         if self._bar is not None:
             self._bar.write(text)
@@ -107,6 +133,7 @@ class DriverLog:
         resumed = info.get("resumed_step", 0)
         self._forget_after(resumed)
         self._write(start_block(info))
+        self._each("start", info)
         if resumed:
             self._write(f"raytune-llm: continuing from the checkpoint at step {resumed}")
         if self._bar is not None:  # a restarted worker group: a new bar from the checkpoint
@@ -139,6 +166,7 @@ class DriverLog:
         with self.log_path.open("a") as f:
             f.write(json.dumps(entry, ensure_ascii=False) + "\n")
         self.history.append(entry)
+        self._each("log", entry["current_steps"], entry)
         shown = {k: entry[k] for k in ("loss", "eval_loss", "lr", "epoch") if k in entry}
         if "loss" in entry or "eval_loss" in entry:
             self._write(str({k: round(v, 6) if isinstance(v, float) else v

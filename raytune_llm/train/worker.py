@@ -1,12 +1,13 @@
 """The training loop each Ray Train worker runs, top to bottom.
 
-load tokenizer + model → adapter (full | freeze | lora | qlora) → DDP → optimiser + schedule →
-resume → for each optimiser step: micro-batches from this worker's Ray Data shard → stage loss →
-clip → step → log / evaluate / checkpoint through ``ray.train.report``.
+load tokenizer + model → adapter (full | freeze | lora | qlora) → engine (DDP | DeepSpeed |
+FSDP, see :mod:`.engines`) with its optimiser + schedule → resume → for each optimiser step:
+micro-batches from this worker's Ray Data shard → stage loss → clip → step → log / evaluate /
+checkpoint through ``ray.train.report``.
 
 Every token of an optimiser step weighs the same, however the tokens fall into micro-batches and
 workers: each micro-batch's summed token loss is divided by the step's target tokens over all
-workers (DDP then averages gradients, so the loss is scaled by the world size).
+workers (every engine averages gradients over workers, so the loss is scaled by the world size).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from ..model.adapter import setup_finetuning, trainable_parameters
 from ..model.loader import compute_dtype, load_model, load_tokenizer
 from .checkpoint import TrainState, load_checkpoint, save_checkpoint
 from .collate import collate
-from .optim import build_optimizer, build_scheduler
+from .engines import build_engine
 from .progress import log_entry
 from .stages import STAGES
 
@@ -58,23 +59,19 @@ class Recipe:
 
         template = get_template(cfg.data.template, self.tokenizer)
         added = template.fix_tokenizer(self.tokenizer)
+        self.engine = build_engine(cfg, plan, self.rank, self.world)
+        self.engine.before_model_load()
         model = load_model(cfg, self.tokenizer, for_training=True, device=self.device)
         if added:
             model.resize_token_embeddings(len(self.tokenizer), pad_to_multiple_of=64)
         model = setup_finetuning(model, cfg, for_training=True)
         self.trainable, self.total = trainable_parameters(model)
         self.attn = getattr(model.config, "_attn_implementation", None) or "sdpa"
-        strategy = "ddp" if self.world > 1 else None
-        kwargs = {"find_unused_parameters": bool(cfg.train.ddp_find_unused_parameters)}
-        self.model = ray.train.torch.prepare_model(
-            model, parallel_strategy=strategy, parallel_strategy_kwargs=kwargs
-        )
-        self.optimizer = build_optimizer(self.model, cfg)
-        self.scheduler = build_scheduler(self.optimizer, cfg, plan["total_steps"])
+        self.engine.wrap(model)
+        self.model = self.engine.model
         self.dtype = compute_dtype(cfg)
         self.state = TrainState()
         self.loss_terms = STAGES[cfg.finetuning.stage]
-        self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.accum = cfg.train.gradient_accumulation_steps
         self.started, self.window = time.time(), [0.0, 0.0]
 
@@ -120,12 +117,9 @@ class Recipe:
         checkpoint = ray.train.get_checkpoint()
         if checkpoint is not None:
             with checkpoint.as_directory() as folder:
-                self.state = load_checkpoint(
-                    self.model, self.optimizer, self.scheduler, Path(folder)
-                )
+                self.state = load_checkpoint(self.engine, Path(folder))
         elif self.plan.get("resume_from"):
-            folder = Path(self.plan["resume_from"])
-            self.state = load_checkpoint(self.model, self.optimizer, self.scheduler, folder)
+            self.state = load_checkpoint(self.engine, Path(self.plan["resume_from"]))
         if self.state.micro_in_epoch >= self.plan["micro_per_epoch"]:  # saved at an epoch's end
             self.state.epoch, self.state.micro_in_epoch = self.state.epoch + 1, 0
 
@@ -141,15 +135,14 @@ class Recipe:
         return loss_sum / max(tokens, 1.0)
 
     def report(self, metrics: dict[str, Any], *, checkpoint: bool) -> None:
-        """Every worker calls this at the same steps (Ray Train's report is a barrier)."""
+        """Every worker calls this at the same steps (Ray Train's report is a barrier).
+
+        Each rank hands Ray its own part of the checkpoint; Ray merges them into one folder.
+        """
         if not checkpoint:
             ray.train.report(metrics)
             return
-        folder = None
-        if self.rank == 0:
-            folder = save_checkpoint(
-                self.model, self.tokenizer, self.optimizer, self.scheduler, self.state
-            )
+        folder = save_checkpoint(self.engine, self.tokenizer, self.state)
         try:
             saved = ray.train.Checkpoint.from_directory(str(folder)) if folder else None
             name = f"checkpoint-{self.state.global_step}"
@@ -179,25 +172,19 @@ class Recipe:
 
     def _step(self, group: list[dict[str, Any]]) -> tuple[float, int, float | None]:
         """One optimiser step; returns the summed token loss, target tokens and grad norm."""
-        t = self.cfg.train
         inputs = [self._inputs(b) for b in group]
         targets = sum(int((x["labels"][:, 1:] != -100).sum()) for x in inputs)
         (step_targets,) = _all_sum(targets)
         step_loss = 0.0
         for i, x in enumerate(inputs):
-            sync = i == len(inputs) - 1 or not hasattr(self.model, "no_sync")
             self.state.tokens += int(x["input_ids"].numel()) * self.world
-            with nullcontext() if sync else self.model.no_sync(), self._autocast():
-                loss_sum, _ = self.loss_terms(self.model, x)
-                loss = loss_sum * self.world / max(step_targets, 1.0)
-            loss.backward()
-            step_loss += float(loss_sum)
-        grad_norm = None
-        if t.max_grad_norm > 0:
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, t.max_grad_norm))
-        self.optimizer.step()
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
+            with self.engine.micro_batch(last=i == len(inputs) - 1):
+                with self._autocast():
+                    loss_sum, _ = self.loss_terms(self.model, x)
+                    loss = loss_sum * self.world / max(step_targets, 1.0)
+                self.engine.backward(loss)
+            step_loss += float(loss_sum.detach())
+        grad_norm = self.engine.step()
         self.state.global_step += 1
         self.state.micro_in_epoch += len(group)
         return step_loss, targets, grad_norm
@@ -214,7 +201,7 @@ class Recipe:
         ):
             loss_sum, tokens = _all_sum(*self.window)
             metrics["loss"] = loss_sum / max(tokens, 1.0)
-            metrics["lr"] = self.scheduler.get_last_lr()[0]
+            metrics["lr"] = self.engine.lr()
             if grad_norm is not None:
                 metrics["grad_norm"] = grad_norm
             self.window = [0.0, 0.0]
@@ -238,7 +225,8 @@ class Recipe:
         self.resume()
         total = self.plan["total_steps"]
         self._push({"kind": "start", "trainable": self.trainable, "total": self.total,
-                    "resumed_step": self.state.global_step, **self.plan["info"]})  # fmt: skip
+                    "resumed_step": self.state.global_step, **self.plan["info"],
+                    **self.engine.describe()})  # fmt: skip
         self.started, self.window = time.time(), [0.0, 0.0]
         self.model.train()
         while self.state.global_step < total:
@@ -257,4 +245,10 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
     logging.getLogger("ray.train").setLevel(logging.WARNING)
     logging.getLogger("ray.data").setLevel(logging.WARNING)
+    try:  # this module logs each checkpoint report at INFO under its file path, not ray.train
+        from ray.train.v2._internal.execution import context
+
+        logging.getLogger(context.__file__).setLevel(logging.WARNING)
+    except ImportError:
+        pass
     Recipe(config["cfg"], config["plan"], config["board"]).run()

@@ -63,12 +63,12 @@ def test_strict_spread_over_two_nodes():
 def test_steps_follow_batch_workers_accumulation_and_epochs():
     workers = plan_workers(cfg("ray_num_workers=2"), TWO_CPUS, [TWO_CPUS])
     c = cfg("per_device_train_batch_size=4", "gradient_accumulation_steps=3", "num_train_epochs=2")
-    plan = _plan(c, 1000, workers, has_eval=False, packed=False)
+    plan = _plan(c, 1000, workers, has_eval=False, packed=False, engine={"engine": "ddp"})
     # 500 rows per worker -> 125 micro-batches -> 42 steps an epoch -> 84 steps.
     assert plan["micro_per_epoch"] == 125 and plan["total_steps"] == 84
-    assert _plan(cfg("max_steps=7"), 1000, workers, False, False)["total_steps"] == 7
+    assert _plan(cfg("max_steps=7"), 1000, workers, False, False, {})["total_steps"] == 7
     with pytest.raises(UserError, match="fewer than per_device_train_batch_size"):
-        _plan(cfg("per_device_train_batch_size=64"), 100, workers, False, False)
+        _plan(cfg("per_device_train_batch_size=64"), 100, workers, False, False, {})
 
 
 def test_warmup_and_schedule():
@@ -102,8 +102,8 @@ def test_what_this_version_cannot_train_is_named():
     assert not_yet_available(cfg("do_train=true", "dataset=d", "output_dir=o")) == []
     missing = " | ".join(
         not_yet_available(
-            cfg("stage=dpo", "deepspeed={zero_optimization: {stage: 3}}", "report_to=wandb")
+            cfg("stage=dpo", "deepspeed={zero_optimization: {stage: 3}}", "quantization_bit=4")
         )
     )
-    for fragment in ("stage dpo", "do_train is false", "deepspeed", "report_to wandb"):
+    for fragment in ("stage dpo", "do_train is false", "quantization_bit with FSDP or ZeRO-3"):
         assert fragment in missing
