@@ -90,6 +90,12 @@ COMMANDS: dict[str, Command] = {
         "raytune_llm.cli.data:data",
         arguments=_data_args,
     ),
+    "k8s": Command(
+        "print a run's KubeRay manifests (ConfigMap + RayJob or RayService), or --check manifests",
+        "raytune_llm.cli.k8s:k8s",
+        takes_config=False,  # it declares CONFIG itself: `k8s --check FILE` needs none
+        arguments=lambda p: importlib.import_module("raytune_llm.cli.k8s").arguments(p),
+    ),
     "webui": Command("open the web UI", f"{RUN}:webui", takes_config=False, arguments=_webui_args),
     "validate": Command(
         "check a config and print its resolved values", f"{INFO}:validate", arguments=_validate_args
