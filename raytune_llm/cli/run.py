@@ -48,8 +48,20 @@ def train(args: argparse.Namespace) -> int:
 
 
 def tune(args: argparse.Namespace) -> int:
-    load(args)
-    raise _not_yet("tune", "hyperparameter search with Ray Tune")
+    from ..tune.sweep import format_table, run_sweep
+
+    result = run_sweep(load(args))
+    out = result.output_dir
+    print(f"\n{len(result.trials)} trial(s), ranked by {result.metric} ({result.mode}):")
+    print(format_table(result))
+    print(f"\n  every trial: {out / 'trials.csv'}; the curves: {out / f'tune_{result.metric}.png'}")
+    if result.best is None:
+        print("  no trial completed: nothing promoted")
+        return 1
+    best = out / "best"
+    print(f"  best trial {result.best.trial_id} {result.best.params}: its model is in {best}")
+    print(f"  rerun it alone: raytune-llm train {best / 'config.yaml'}")
+    return 0
 
 
 def chat(args: argparse.Namespace) -> int:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Config
+from ..config.paths import make_paths_absolute
 from ..data.errors import surface_data_errors
 from ..data.pipeline import check_data, packing_on, prepare_data
 from ..model.loader import load_model_config, load_tokenizer
@@ -48,16 +49,19 @@ class Workers:
     strategy: str
 
 
-def plan_workers(cfg: Config, cluster: dict[str, float], nodes: list[dict[str, float]]) -> Workers:
+def plan_workers(
+    cfg: Config, cluster: dict[str, float], nodes: list[dict[str, float]], runs: int = 1
+) -> Workers:
     """Size the workers to what the cluster has, and refuse plainly what it cannot hold.
 
     Without resources_per_worker, a worker takes one GPU where the cluster has enough, else an
     equal share of the CPUs left after a reserve for Ray Data's tasks (a worker holding every
     CPU would starve the data pipeline and hang). torch runs as many threads as the node has
-    cores per worker, whatever fraction of a CPU Ray books for the worker.
+    cores per worker, whatever fraction of a CPU Ray books for the worker. ``runs`` runs of
+    this size share the cluster at once (the concurrent trials of a sweep).
     """
     r = cfg.ray
-    n = r.ray_num_workers
+    n = r.ray_num_workers * runs  # the workers of all runs at once
     cpus, gpus = cluster.get("CPU", 0.0), cluster.get("GPU", 0.0)
     reserve = min(max(0.5, 0.25 * cpus), 2.0)
     if r.resources_per_worker:
@@ -67,29 +71,36 @@ def plan_workers(cfg: Config, cluster: dict[str, float], nodes: list[dict[str, f
     else:
         share = math.floor((cpus - reserve) / n * 4) / 4
         if share < 0.25:
+            times = f"{runs} concurrent trials x " if runs > 1 else ""
             raise UserError(
-                f"ray_num_workers is {n} but the cluster has {cpus:g} CPUs: too few to give each "
-                "worker a share and keep some for data; use fewer workers"
+                f"{times}ray_num_workers {r.ray_num_workers} need {n} workers but the cluster has "
+                f"{cpus:g} CPUs: too few to give each worker a share and keep some for data; use "
+                + ("fewer concurrent trials (tune.max_concurrent_trials) or " if runs > 1 else "")
+                + "fewer workers"
             )
         resources = {"CPU": share}
     for name, amount in resources.items():
         have = cluster.get(name, 0.0)
         if amount * n > have:
+            times = f"{runs} concurrent trials x " if runs > 1 else ""
             raise UserError(
-                f"ray_num_workers {n} x resources_per_worker {resources} needs {amount * n:g} "
-                f"{name} but the cluster has {have:g}; lower ray_num_workers or "
-                "resources_per_worker, or add nodes"
+                f"{times}ray_num_workers {r.ray_num_workers} x resources_per_worker {resources} "
+                f"needs {amount * n:g} {name} but the cluster has {have:g}; lower "
+                + ("tune.max_concurrent_trials, " if runs > 1 else "")
+                + "ray_num_workers or resources_per_worker, or add nodes"
             )
     fits = [_fits(node, resources) for node in nodes]
-    if r.placement_strategy == "STRICT_SPREAD" and sum(1 for f in fits if f) < n:
+    if r.placement_strategy == "STRICT_SPREAD" and sum(1 for f in fits if f) < r.ray_num_workers:
         raise UserError(
-            f"placement_strategy STRICT_SPREAD puts each of the {n} workers on its own node, "
+            f"placement_strategy STRICT_SPREAD puts each of the {r.ray_num_workers} workers on "
+            "its own node, "
             f"but only {sum(1 for f in fits if f)} node(s) can hold one"
         )
     node_cpus = max((node.get("CPU", 0.0) for node in nodes), default=cpus)
-    per_node = 1 if "SPREAD" in r.placement_strategy else min(n, max(1, max(fits, default=1)))
+    per_node = runs if "SPREAD" in r.placement_strategy else min(n, max(1, max(fits, default=1)))
     threads = max(1, int(node_cpus // per_node))
-    return Workers(n, resources, resources.get("GPU", 0) > 0, 0.25, threads, r.placement_strategy)
+    gpu = resources.get("GPU", 0) > 0
+    return Workers(r.ray_num_workers, resources, gpu, 0.25, threads, r.placement_strategy)
 
 
 def _fits(node: dict[str, float], resources: dict[str, float]) -> int:
@@ -98,7 +109,7 @@ def _fits(node: dict[str, float], resources: dict[str, float]) -> int:
     return int(min(counts)) if counts else 0
 
 
-def _nodes() -> list[dict[str, float]]:
+def alive_nodes() -> list[dict[str, float]]:
     import ray
 
     return [n["Resources"] for n in ray.nodes() if n.get("Alive")]
@@ -223,8 +234,17 @@ class TrainResult:
     """The start entry of the last attempt: plan, parameter counts, engine and sharding."""
 
 
-def run_training(cfg: Config, *, show_bar: bool = True) -> TrainResult:
-    """Train as the config says; see the module docstring for the order of things."""
+def run_training(
+    cfg: Config, *, show_bar: bool = True, runs: int = 1, callbacks: list | None = None
+) -> TrainResult:
+    """Train as the config says; see the module docstring for the order of things.
+
+    Args:
+        cfg: the run's config.
+        show_bar: draw the progress bar on the driver (unless disable_tqdm).
+        runs: how many runs of this size share the cluster at once (a sweep's trials).
+        callbacks: extra Ray Train callbacks (a sweep's report to Ray Tune).
+    """
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
 
@@ -242,12 +262,13 @@ def run_training(cfg: Config, *, show_bar: bool = True) -> TrainResult:
         raise UserError(
             f"resume_from_checkpoint {cfg.train.resume_from_checkpoint} is not a folder"
         )
+    make_paths_absolute(cfg)  # workers run in another working directory
     check_data(cfg)
     out, mode, aside = output_policy(cfg)
     started = time.time()
     try:
         where = connect(cfg.ray.ray_address, cfg.ray.ray_init_kwargs)
-        workers = plan_workers(cfg, ray.cluster_resources(), _nodes())
+        workers = plan_workers(cfg, ray.cluster_resources(), alive_nodes(), runs)
         engine = _engine_plan(cfg, workers.num_workers)
         print(
             f"raytune-llm: training on {where}: {workers.num_workers} worker(s) x "
@@ -277,6 +298,7 @@ def run_training(cfg: Config, *, show_bar: bool = True) -> TrainResult:
             run_config=ray.train.RunConfig(
                 name=name,
                 storage_path=storage,
+                callbacks=callbacks,
                 failure_config=ray.train.FailureConfig(max_failures=cfg.ray.max_failures),
                 checkpoint_config=ray.train.CheckpointConfig(
                     num_to_keep=cfg.train.save_total_limit
