@@ -1,0 +1,1 @@
+"""Inference engines shared by chat, serve, predict and eval (see :mod:`.engine`)."""
