@@ -38,3 +38,20 @@ def ray_local():
     yield ray
     if started:
         ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def tiny_lora_adapters(tiny_llama_dir, tmp_path_factory):
+    """Two LoRA adapters of the tiny Llama made directly with peft, with different random
+    weights (so they answer differently): {"alpha": path, "beta": path}."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    root = tmp_path_factory.mktemp("lora-adapters")
+    for seed, name in enumerate(("alpha", "beta")):
+        torch.manual_seed(seed)
+        base = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)
+        lora = LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False)
+        get_peft_model(base, lora).save_pretrained(root / name)
+    return {"alpha": str(root / "alpha"), "beta": str(root / "beta")}

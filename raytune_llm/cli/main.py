@@ -65,6 +65,12 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", choices=["train", "eval"], default="train", help="which data")
 
 
+def _chat_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--system", metavar="TEXT", help="system prompt (default: the config's default_system)"
+    )
+
+
 def _webui_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
@@ -80,7 +86,9 @@ COMMANDS: dict[str, Command] = {
     "tune": Command(
         "search hyperparameters with Ray Tune and promote the best trial", f"{RUN}:tune"
     ),
-    "chat": Command("chat with a model (and its adapters) in the terminal", f"{RUN}:chat"),
+    "chat": Command(
+        "chat with a model (and its adapters) in the terminal", f"{RUN}:chat", arguments=_chat_args
+    ),
     "serve": Command("serve an OpenAI-compatible API with Ray Serve", f"{RUN}:serve"),
     "predict": Command("generate predictions for a dataset with Ray Data", f"{RUN}:predict"),
     "eval": Command("evaluate on MMLU, C-Eval or CMMLU", f"{RUN}:evaluate"),

@@ -65,18 +65,42 @@ def tune(args: argparse.Namespace) -> int:
 
 
 def chat(args: argparse.Namespace) -> int:
-    load(args)
-    raise _not_yet("chat", "terminal chat")
+    """Chat in the terminal: streamed answers, history, ``clear`` and ``exit``."""
+    from ..infer.chat import ChatSession, run_chat
+    from ..infer.engine import build_engine
+    from ..infer.sampling import SamplingParams
+
+    cfg = load(args)
+    engine = build_engine(cfg)
+    system = args.system if args.system is not None else cfg.data.default_system or ""
+    return run_chat(ChatSession(engine, SamplingParams.from_config(cfg.generation), system))
 
 
 def serve(args: argparse.Namespace) -> int:
-    load(args)
-    raise _not_yet("serve", "the OpenAI-compatible Ray Serve API")
+    """Serve the OpenAI-compatible API on Ray Serve (the serve: section) until Ctrl-C."""
+    from ..serve.settings import serve_args
+
+    cfg = load(args)
+    settings = serve_args(cfg)  # a bad serve: section fails here, before Ray starts
+    from ..serve.app import serve_forever
+
+    serve_forever(cfg, settings)
+    return 0
 
 
 def predict(args: argparse.Namespace) -> int:
-    load(args)
-    raise _not_yet("predict", "batch prediction with Ray Data")
+    """Generate for a whole dataset with Ray Data into output_dir/generated_predictions.jsonl."""
+    from ..infer.predict import run_predict
+
+    result = run_predict(load(args))
+    m = result.metrics
+    print(f"\npredicted {m['predict_samples']} examples in {m['predict_runtime']:.0f} s "
+          f"({m['predict_samples_per_second']:g} examples/s, "
+          f"{m['predict_tokens_per_second']:g} tokens/s); exact match "
+          f"{m['predict_exact_match']:.1%}")  # fmt: skip
+    print(f"  predictions: {result.predictions}")
+    print(f"  results:     {result.output_dir / 'predict_results.json'}")
+    return 0
 
 
 def evaluate(args: argparse.Namespace) -> int:

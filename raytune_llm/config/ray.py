@@ -17,7 +17,11 @@ class RayArgs(Section):
         "Ray cluster to join: auto, ray://host:10001, or host:6379. Unset uses RAY_ADDRESS when "
         "set, else starts a local Ray instance for this run.",
     )
-    ray_num_workers: int = doc(1, "Training workers (processes, one per GPU on GPU nodes).", gt=0)
+    ray_num_workers: int = doc(
+        1,
+        "Training workers (processes, one per GPU on GPU nodes); for predict, the engines.",
+        gt=0,
+    )
     resources_per_worker: JsonDict | None = doc(
         None,
         "Resources each worker holds, e.g. {CPU: 4, GPU: 1}; unset means one GPU per worker "

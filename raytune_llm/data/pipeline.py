@@ -407,6 +407,41 @@ def prepare_data(
     return prepared
 
 
+def prediction_examples(cfg: Config, *, num_cpus: float | None = None) -> tuple[Any, str, Any]:
+    """The canonical examples that ``predict`` answers, as a lazy dataset in dataset order.
+
+    As LLaMA-Factory's ``do_predict``: the ``eval_dataset``; without one, the ``val_size``
+    share of ``dataset`` (the same examples training held out); without that, all of
+    ``dataset``. ``max_samples`` limits each dataset. Each row holds a pickled example
+    (``_example``) and its file and line (``_where``).
+
+    Returns:
+        (dataset, which data it is in words, the skipped-record tally or None).
+
+    Raises:
+        DataError: before anything is read, when there is no data or a name is unknown.
+    """
+    d = cfg.data
+    train_specs, eval_specs = check_data(cfg)
+    counter = new_bad_record_counter() if d.skip_bad_records else None
+    if eval_specs:
+        parts = [_examples(s, cfg, counter, num_cpus) for s in eval_specs]
+        return _mix(parts, cfg), f"eval_dataset {','.join(d.eval_dataset or [])}", counter
+    if not train_specs:
+        raise DataError("no data to predict for: set eval_dataset (or dataset)", where="dataset")
+    examples = _mix([_examples(s, cfg, counter, num_cpus) for s in train_specs], cfg)
+    names = ",".join(d.dataset or [])
+    if d.val_size <= 0:
+        return examples, f"dataset {names}", counter
+    share = d.val_size if d.val_size < 1 else d.val_size / max(examples.count(), 1)
+    held_out = HashSplit(round(min(share, 1.0) * HASH_SPACE), True)
+    return (
+        examples.map_batches(held_out, batch_format="pyarrow"),
+        f"the val_size {d.val_size:g} split of dataset {names}",
+        counter,
+    )
+
+
 # ---- tokenized_path ----------------------------------------------------------------------------
 
 

@@ -83,6 +83,8 @@ class TransformersEngine:
                                      default_system=cfg.data.default_system)  # fmt: skip
         self.template.fix_tokenizer(self.tokenizer)
         model = load_model(cfg, self.tokenizer, for_training=False)
+        if torch.cuda.is_available() and next(model.parameters()).device.type == "cpu":
+            model = model.to("cuda")  # the GPU Ray gave this process (quantized: placed already)
         model = self._merge_config_adapters(model)
         self.adapters = dict(adapters or {})
         if self.adapters:
@@ -123,6 +125,30 @@ class TransformersEngine:
         except (OSError, ValueError) as err:
             raise UserError(f"cannot load adapter: {err}") from None
         return model
+
+    def add_adapter(self, name: str, path: str) -> None:
+        """Load one more named LoRA adapter (serving loads adapters on demand)."""
+        with self._lock:
+            if name in self.adapters:
+                return
+            if self.adapters:
+                try:
+                    self.model.load_adapter(path, adapter_name=name)
+                except (OSError, ValueError) as err:
+                    raise UserError(f"cannot load adapter {name!r}: {err}") from None
+            else:
+                self.model = self._attach(self.model, {name: path}).eval()
+            self.adapters[name] = path
+
+    def remove_adapter(self, name: str) -> None:
+        """Unload a named adapter; with the last one gone the plain base model remains."""
+        with self._lock:
+            if self.adapters.pop(name, None) is None:
+                return
+            if self.adapters:
+                self.model.delete_adapter(name)
+            else:
+                self.model = self.model.unload().eval()
 
     # ---- prompts -------------------------------------------------------------------------------
 

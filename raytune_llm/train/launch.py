@@ -197,7 +197,7 @@ def not_yet_available(cfg: Config) -> list[str]:
     t, out = cfg.train, []
     if cfg.finetuning.stage not in STAGES:
         out.append(f"stage {cfg.finetuning.stage} (stages now: {', '.join(STAGES)})")
-    if not t.do_train:
+    if not t.do_train and not t.do_predict:
         out.append("do_train is false: set do_train: true (evaluation alone comes with eval)")
     sharded = t.fsdp or (t.deepspeed and zero_stage(read_deepspeed_config(cfg) or {}) == 3)
     if cfg.model.quantization_bit and sharded:
@@ -205,7 +205,12 @@ def not_yet_available(cfg: Config) -> list[str]:
     if "swanlab" in t.report_to:
         out.append("report_to swanlab (use tensorboard, wandb or mlflow)")
     if t.do_predict:
-        out.append("do_predict (raytune-llm predict comes with the serving release)")
+        out.append(
+            "do_predict: run `raytune-llm predict CONFIG` (after training with do_predict: false, "
+            "with adapter_name_or_path or model_name_or_path set to the trained output_dir)"
+            if t.do_train
+            else "do_predict: this config predicts; run `raytune-llm predict CONFIG`"
+        )
     return out
 
 

@@ -20,12 +20,13 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..config import Config, load_config
 from ..config.base import doc
 from ..config.config import KEY_OWNER
 from ..config.errors import ConfigError, Problem, did_you_mean
+from ..config.nested import section_problem, validate_section
 
 DISTRIBUTIONS: dict[str, str] = {
     "choice": "a list of values, one picked at random per trial",
@@ -80,7 +81,7 @@ class TuneArgs(BaseModel):
         None, "ASHA: optimiser steps a trial always gets (default: its first evaluation).", ge=1
     )
     reduction_factor: float = doc(
-        2.0, "ASHA: the share of trials kept at each rung is 1 / reduction_factor.", gt=1
+        3.0, "ASHA: the share of trials kept at each rung is 1 / reduction_factor.", gt=1
     )
     max_failures: int = doc(0, "Times a failed trial is retried.", ge=0)
     seed: int | None = doc(None, "Seed of the search (default: the config's seed).")
@@ -105,50 +106,15 @@ NEEDS_SPACE = (
 )
 
 
-def _line_of(cfg: Config) -> int | None:
-    from pathlib import Path
-
-    from ..config.loader import read_yaml
-
-    if not cfg.source:
-        return None
-    try:
-        return read_yaml(Path(cfg.source))[1].get("tune")
-    except ConfigError:
-        return None
-
-
 def _problem(cfg: Config, key: str, message: str) -> Problem:
-    return Problem(f"tune.{key}", message, _line_of(cfg), cfg.source)
+    return section_problem(cfg.source, "tune", key, message)
 
 
 def tune_args(cfg: Config) -> TuneArgs:
     """The validated ``tune:`` section, or a ConfigError naming each bad key."""
     if not cfg.tune:
-        raise ConfigError(
-            [
-                _problem(
-                    cfg,
-                    "param_space",
-                    "`raytune-llm tune` needs a tune: section with a "
-                    "param_space (see `raytune-llm tune --help`)",
-                )
-            ],
-            cfg.source,
-        )
-    try:
-        return TuneArgs.model_validate(cfg.tune)
-    except ValidationError as err:
-        problems = []
-        for e in err.errors():
-            where = ".".join(str(x) for x in e["loc"]) or "tune"
-            message = e["msg"]
-            if e["type"] == "extra_forbidden":
-                message = "unknown setting" + did_you_mean(str(e["loc"][0]), TuneArgs.model_fields)
-            elif e["type"] == "literal_error":
-                message = f"{e['msg']}, got {e['input']!r}"
-            problems.append(_problem(cfg, where, message))
-        raise ConfigError(problems, cfg.source) from None
+        raise ConfigError([_problem(cfg, "param_space", NEEDS_SPACE)], cfg.source)
+    return validate_section(cfg.source, "tune", cfg.tune, TuneArgs)
 
 
 def _spec(key: str, spec: Any) -> tuple[str, list[Any]]:

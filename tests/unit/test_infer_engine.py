@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from raytune_llm.config import load_config
 from raytune_llm.infer.engine import (
@@ -19,17 +18,8 @@ GREEDY = SamplingParams(max_new_tokens=10, do_sample=False)
 
 
 @pytest.fixture(scope="module")
-def adapters(tiny_llama_dir, tmp_path_factory):
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    root = tmp_path_factory.mktemp("adapters")
-    for seed, name in enumerate(("alpha", "beta")):
-        torch.manual_seed(seed)
-        base = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)
-        lora = LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False)
-        get_peft_model(base, lora).save_pretrained(root / name)
-    return {"alpha": str(root / "alpha"), "beta": str(root / "beta")}
+def adapters(tiny_lora_adapters):
+    return tiny_lora_adapters
 
 
 @pytest.fixture(scope="module")
