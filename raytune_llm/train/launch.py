@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -268,6 +269,9 @@ def run_training(
             f"resume_from_checkpoint {cfg.train.resume_from_checkpoint} is not a folder"
         )
     make_paths_absolute(cfg)  # workers run in another working directory
+    # Ray Train gives up on workers that take over 60 s to start; a busy laptop or a cluster
+    # that is still adding nodes can take longer. (Ray passes this on to its controller.)
+    os.environ.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "600")
     check_data(cfg)
     out, mode, aside = output_policy(cfg)
     started = time.time()
