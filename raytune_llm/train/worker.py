@@ -5,6 +5,12 @@ FSDP, see :mod:`.engines`) with its optimiser + schedule → resume → for each
 micro-batches from this worker's Ray Data shard → stage loss → clip → step → log / evaluate /
 checkpoint through ``ray.train.report``.
 
+Log entries carry LLaMA-Factory's fields plus ``effective_tokens`` (non-padding tokens trained
+since the loop started: the tokens of the batches' rows before collation adds any padding) and
+``train_seconds`` (seconds since the loop started), from which steady throughput can be read
+between any two entries. The same loop runs in-process, without a Ray cluster, in Ray Train's
+local mode (``ScalingConfig(num_workers=0)``), fed by any object with ``iter_batches``.
+
 Every token of an optimiser step weighs the same, however the tokens fall into micro-batches and
 workers: each micro-batch's summed token loss is divided by the step's target tokens over all
 workers (every engine averages gradients over workers, so the loss is scaled by the world size).
@@ -42,6 +48,11 @@ def _all_sum(*values: float) -> list[float]:
     return tensor.tolist()
 
 
+def real_tokens(batch: dict[str, Any]) -> int:
+    """Tokens in a Ray Data batch's rows: padding only comes later, from the collate."""
+    return int(sum(len(row) for row in batch["input_ids"]))
+
+
 class Recipe:
     """One worker's share of a run; ``run()`` trains to the end."""
 
@@ -74,6 +85,7 @@ class Recipe:
         self.loss_terms = STAGES[cfg.finetuning.stage]
         self.accum = cfg.train.gradient_accumulation_steps
         self.started, self.window = time.time(), [0.0, 0.0]
+        self.clock, self.effective = time.perf_counter(), 0
 
     # ---- helpers -----------------------------------------------------------------------------
 
@@ -174,6 +186,7 @@ class Recipe:
         """One optimiser step; returns the summed token loss, target tokens and grad norm."""
         inputs = [self._inputs(b) for b in group]
         targets = sum(int((x["labels"][:, 1:] != -100).sum()) for x in inputs)
+        self.effective += sum(real_tokens(b) for b in group)
         (step_targets,) = _all_sum(targets)
         step_loss = 0.0
         for i, x in enumerate(inputs):
@@ -212,7 +225,10 @@ class Recipe:
             metrics["eval_loss"] = self.evaluate()
         if metrics:
             total = self.plan["total_steps"]
-            entry = log_entry(step, total, progress, self.started, self.state.tokens, **metrics)
+            (effective,) = _all_sum(self.effective)
+            entry = log_entry(step, total, progress, self.started, self.state.tokens, **metrics,
+                              effective_tokens=int(effective),
+                              train_seconds=round(time.perf_counter() - self.clock, 4))  # fmt: skip
             self._push(entry)
         save = self._due(t.save_steps, t.save_strategy, epoch_end)
         last = step >= self.plan["total_steps"]
@@ -226,8 +242,10 @@ class Recipe:
         total = self.plan["total_steps"]
         self._push({"kind": "start", "trainable": self.trainable, "total": self.total,
                     "resumed_step": self.state.global_step, **self.plan["info"],
+                    "torch_threads": torch.get_num_threads(),
                     **self.engine.describe()})  # fmt: skip
         self.started, self.window = time.time(), [0.0, 0.0]
+        self.clock, self.effective = time.perf_counter(), 0
         self.model.train()
         while self.state.global_step < total:
             for group in self._groups(self.state.epoch):

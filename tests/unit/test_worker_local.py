@@ -1,0 +1,84 @@
+"""The training loop in Ray Train's local mode (no Ray cluster): its log entries count real tokens.
+
+.venv/bin/python -m pytest tests/unit/test_worker_local.py
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from raytune_llm.config import load_config
+from raytune_llm.train.launch import Workers, _engine_plan, _plan
+from raytune_llm.train.worker import real_tokens, train_loop_per_worker
+
+LENGTHS = [5, 9, 3, 7, 4, 6, 8, 2]
+
+
+class Board:
+    """The ProgressBoard actor's interface (``push.remote``), in process."""
+
+    def __init__(self) -> None:
+        self.entries: list[dict] = []
+        self.push = type("Push", (), {"remote": staticmethod(self.entries.append)})
+
+
+class Shard:
+    """A dataset shard of variable-length rows, batched as Ray Data's numpy batches are."""
+
+    def __init__(self, rows: list[list[int]]):
+        self.rows = rows
+
+    def iter_batches(self, *, batch_size: int, drop_last: bool, **_):
+        for i in range(0, len(self.rows) - len(self.rows) % batch_size, batch_size):
+            ids = np.empty(batch_size, dtype=object)
+            ids[:] = [np.asarray(r) for r in self.rows[i : i + batch_size]]
+            yield {"input_ids": ids, "labels": ids.copy()}
+
+
+def test_real_tokens_counts_rows_not_padding():
+    ragged = np.empty(2, dtype=object)
+    ragged[:] = [np.arange(3), np.arange(5)]
+    assert real_tokens({"input_ids": ragged}) == 8
+    assert real_tokens({"input_ids": np.zeros((2, 4))}) == 8
+
+
+@pytest.mark.parametrize("packing", [False, True])
+def test_local_mode_logs_effective_tokens_and_seconds(tiny_llama_dir, tmp_path, packing):
+    import ray.train
+    import torch
+    from ray.train.torch import TorchTrainer
+
+    cfg = load_config(values={
+        "model_name_or_path": str(tiny_llama_dir), "finetuning_type": "lora", "stage": "sft",
+        "do_train": True, "dataset": "unused", "template": "llama3", "packing": packing,
+        "neat_packing": packing, "disable_shuffling": True, "per_device_train_batch_size": 2,
+        "max_steps": 4, "logging_steps": 1, "save_strategy": "no", "report_to": "none",
+        "output_dir": str(tmp_path / "out"), "disable_gradient_checkpointing": True,
+    })  # fmt: skip
+    rows = [list(range(10, 10 + n)) for n in LENGTHS]
+    workers = Workers(1, {"CPU": 1.0}, False, 0.25, 2, "PACK")
+    plan = _plan(cfg, len(rows), workers, False, packing, _engine_plan(cfg, 1))
+    board = Board()
+    threads = torch.get_num_threads()
+    try:
+        TorchTrainer(
+            train_loop_per_worker,
+            train_loop_config={"cfg": cfg, "plan": plan, "board": board},
+            scaling_config=ray.train.ScalingConfig(num_workers=0),
+            run_config=ray.train.RunConfig(name="local", storage_path=str(tmp_path)),
+            datasets={"train": Shard(rows)},
+        ).fit()
+    finally:
+        torch.set_num_threads(threads)
+    (start,) = [e for e in board.entries if e["kind"] == "start"]
+    assert start["torch_threads"] == 2
+    logs = [e for e in board.entries if e["kind"] == "log"]
+    assert [e["current_steps"] for e in logs] == [1, 2, 3, 4]
+    assert [e["effective_tokens"] for e in logs] == list(np.cumsum(LENGTHS).reshape(4, 2)[:, 1])
+    seconds = [e["train_seconds"] for e in logs]
+    assert all(0 < a < b for a, b in itertools.pairwise(seconds))
+    # the padded rows of a neat-packed batch count their padding in total_tokens only
+    assert logs[-1]["total_tokens"] >= logs[-1]["effective_tokens"] == sum(LENGTHS)
