@@ -154,7 +154,8 @@ def _scheduler(cfg: Config, args: TuneArgs) -> Any:
     )
 
 
-def _search(cfg: Config, args: TuneArgs) -> Any:
+def _search(cfg: Config, args: TuneArgs, runs: int) -> Any:
+    """The search algorithm, running at most ``runs`` trials at once."""
     seed = args.seed if args.seed is not None else cfg.train.seed
     if args.search_alg == "optuna":
         try:
@@ -171,7 +172,8 @@ def _search(cfg: Config, args: TuneArgs) -> Any:
             ) from None
     from ray.tune.search import BasicVariantGenerator
 
-    return BasicVariantGenerator(random_state=seed)
+    # A generator instance ignores TuneConfig.max_concurrent_trials: it takes its own limit.
+    return BasicVariantGenerator(random_state=seed, max_concurrent=runs)
 
 
 def run_sweep(cfg: Config) -> SweepResult:
@@ -210,7 +212,7 @@ def run_sweep(cfg: Config) -> SweepResult:
                 num_samples=args.num_samples,
                 max_concurrent_trials=runs,
                 scheduler=_scheduler(cfg, args),
-                search_alg=_search(cfg, args),
+                search_alg=_search(cfg, args, runs),
             ),
             run_config=tune.RunConfig(
                 name=SWEEP,
