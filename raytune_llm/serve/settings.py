@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from ..config import Config
 from ..config.base import doc
 from ..config.nested import validate_section
+from ..utils.errors import UserError
 
 API_KEY_ENV = ("RAYTUNE_LLM_API_KEY", "API_KEY")
 """Environment variables read, in order, for the API key when ``serve.api_key`` is unset."""
@@ -139,7 +140,33 @@ def served_adapters(cfg: Config, args: ServeArgs) -> dict[str, str]:
 
     adapters = adapter_names(cfg.model.adapter_name_or_path or [])
     adapters.update(args.adapters)
+    best = promoted(cfg)
+    if best is not None:
+        adapters.setdefault("best", str(best))
     return {name: _local(path) for name, path in adapters.items()}
+
+
+def promoted(cfg: Config) -> Path | None:
+    """A sweep's best adapter (output_dir/best) when its tune: section says ``promote: serve``.
+
+    Raises:
+        UserError: when the sweep has not produced a best trial yet, or its best is a full
+            model (serve that with model_name_or_path: OUTPUT_DIR/best instead).
+    """
+    if not cfg.tune or cfg.tune.get("promote") != "serve":
+        return None
+    best = Path(cfg.train.output_dir).expanduser().resolve() / "best"
+    if (best / "adapter_config.json").is_file():
+        return best
+    if (best / "config.json").is_file():
+        raise UserError(
+            f"tune.promote serve: the sweep's best trial in {best} is a full model; serve it "
+            f"with model_name_or_path: {best}"
+        )
+    raise UserError(
+        f"tune.promote serve: {best} holds no adapter yet; run `raytune-llm tune` on this config "
+        "first (the best completed trial is copied there)"
+    )
 
 
 def _local(path: str) -> str:

@@ -180,3 +180,17 @@ def test_build_app_is_what_serve_config_v2_imports():
     if not vllm_available():
         with pytest.raises(UserError, match="vLLM is not installed"):
             build_app({"config": str(path), "overrides": ["infer_backend=vllm"]})
+
+
+def test_a_sweeps_best_adapter_is_served_when_promoted(tmp_path):
+    from raytune_llm.serve.settings import promoted
+
+    sweep = ROOT / "examples" / "tune" / "tiny_lora_sweep.yaml"
+    cfg = load_config(sweep, [f"output_dir={tmp_path}", "tune.promote=serve"])
+    with pytest.raises(UserError, match="holds no adapter yet; run `raytune-llm tune`"):
+        promoted(cfg)
+    (tmp_path / "best").mkdir()
+    (tmp_path / "best" / "adapter_config.json").write_text("{}")
+    assert served_adapters(cfg, serve_args(cfg)) == {"best": str(tmp_path / "best")}
+    not_promoted = load_config(sweep, [f"output_dir={tmp_path}"])
+    assert served_adapters(not_promoted, serve_args(not_promoted)) == {}
