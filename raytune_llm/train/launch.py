@@ -72,10 +72,12 @@ def plan_workers(
     else:
         share = math.floor((cpus - reserve) / n * 4) / 4
         if share < 0.25:
-            times = f"{runs} concurrent trials x " if runs > 1 else ""
+            asked = f"ray_num_workers is {n}"
+            if runs > 1:
+                asked = f"{runs} concurrent trials x ray_num_workers {r.ray_num_workers} is {n}"
             raise UserError(
-                f"{times}ray_num_workers {r.ray_num_workers} need {n} workers but the cluster has "
-                f"{cpus:g} CPUs: too few to give each worker a share and keep some for data; use "
+                f"{asked} but the cluster has {cpus:g} CPUs: too few to give each worker a share "
+                "and keep some for data; use "
                 + ("fewer concurrent trials (tune.max_concurrent_trials) or " if runs > 1 else "")
                 + "fewer workers"
             )
