@@ -172,8 +172,8 @@ def _search(cfg: Config, args: TuneArgs, runs: int) -> Any:
             ) from None
     from ray.tune.search import BasicVariantGenerator
 
-    # A generator instance ignores TuneConfig.max_concurrent_trials: it takes its own limit.
-    return BasicVariantGenerator(random_state=seed, max_concurrent=runs)
+    # Trials beyond `runs` start, and their Train runs wait for workers (see _concurrency).
+    return BasicVariantGenerator(random_state=seed)
 
 
 def run_sweep(cfg: Config) -> SweepResult:
