@@ -18,7 +18,7 @@ import json
 import math
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,7 @@ class Trial:
     total_steps: int | None
     status: str
     output_dir: Path
+    curve: dict[int, float] = field(default_factory=dict)  # the metric by step
 
     def row(self, keys: list[str]) -> dict[str, Any]:
         return {
@@ -172,8 +173,7 @@ def _search(cfg: Config, args: TuneArgs, runs: int) -> Any:
             ) from None
     from ray.tune.search import BasicVariantGenerator
 
-    # Trials beyond `runs` start, and their Train runs wait for workers (see _concurrency).
-    return BasicVariantGenerator(random_state=seed)
+    return BasicVariantGenerator(random_state=seed, max_concurrent=runs)
 
 
 def run_sweep(cfg: Config) -> SweepResult:
@@ -242,11 +242,13 @@ def _outcome(result: Any, args: TuneArgs, root: Path, keys: list[str]) -> Trial:
     trial_id = (result.metrics or {}).get("trial_id") or _id_from_path(result.path)
     folder = root / TRIALS / f"trial-{trial_id}"
     log = _log(folder)
-    values = [e[args.metric] for e in log if args.metric in e]
+    points = _points(result, log, args.metric)
+    values = [points[step] for step in sorted(points)]
     final = values[-1] if values else None
     pick = min if args.mode == "min" else max
     best = pick(values) if values else None
-    steps = max((e["current_steps"] for e in log), default=0)
+    # A trial the scheduler stopped may not have flushed its last log lines: Tune saw them.
+    steps = max([e["current_steps"] for e in log] + list(points), default=0)
     total = log[-1]["total_steps"] if log else None
     if total and steps >= total:  # ASHA may stop a trial at its last report: it finished
         status = "completed"
@@ -254,9 +256,19 @@ def _outcome(result: Any, args: TuneArgs, root: Path, keys: list[str]) -> Trial:
         status = f"error: {_first_line(result.error)}"
     else:
         status = f"stopped early by {args.scheduler}" if steps else "not started"
-    return Trial(
-        trial_id, {k: config.get(k) for k in keys}, final, best, steps, total, status, folder
-    )
+    params = {k: config.get(k) for k in keys}
+    return Trial(trial_id, params, final, best, steps, total, status, folder, points)
+
+
+def _points(result: Any, log: list[dict[str, Any]], metric: str) -> dict[int, float]:
+    """The trial's metric by step: what its log holds and what it reported to Tune."""
+    points = {e["current_steps"]: e[metric] for e in log if metric in e}
+    frame = getattr(result, "metrics_dataframe", None)
+    if frame is not None and metric in frame and "step" in frame:
+        for step, value in zip(frame["step"], frame[metric], strict=True):
+            if value == value and step == step:  # NaN: a report without the metric
+                points[int(step)] = float(value)
+    return points
 
 
 def _first_line(error: BaseException) -> str:
@@ -321,9 +333,8 @@ def _plot(out: Path, trials: list[Trial], metric: str) -> None:
 
     fig, ax = plt.subplots(figsize=(8, 5))
     for t in trials:
-        points = [(e["current_steps"], e[metric]) for e in _log(t.output_dir) if metric in e]
-        if points:
-            xs, ys = zip(*points, strict=True)
+        if t.curve:
+            xs, ys = zip(*sorted(t.curve.items()), strict=True)
             label = f"{t.trial_id} " + " ".join(f"{k}={_fmt(v)}" for k, v in t.params.items())
             ax.plot(xs, ys, marker="o", markersize=3, label=label)
     ax.set_xlabel("step")
