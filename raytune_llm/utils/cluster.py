@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from typing import Any
 
 
@@ -27,5 +28,34 @@ def connect(address: str | None = None, init_kwargs: dict[str, Any] | None = Non
     # A local instance keeps its dashboard: Ray Train reads its State API to watch a run.
     kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": True}
     kwargs.update(init_kwargs or {})
+    if not address:
+        _name_the_api_server(kwargs)
     ray.init(address=address, **kwargs)
     return where
+
+
+_API_SERVER = "RAY_API_SERVER_ADDRESS"
+_named: list[str] = []  # the value this process gave _API_SERVER, if it gave one
+
+
+def _name_the_api_server(kwargs: dict[str, Any]) -> None:
+    """Point the State API of the local instance's processes at its own dashboard.
+
+    Ray's State API finds "the" cluster on this machine by itself and fails when it finds two
+    (a sweep next to a served model, a test next to a run). Ray Train's placement-group cleaner
+    queries it from inside the cluster, so with two local instances the workers' reservations of
+    a finished run inside a sweep trial were never released and the next trials waited forever.
+    The instance's processes inherit this process's environment, so naming the dashboard's
+    address here, before Ray starts them, keeps every query on the right instance.
+    """
+    if os.environ.get(_API_SERVER) and os.environ[_API_SERVER] not in _named:
+        return  # the user's own choice
+    port = int(kwargs.setdefault("dashboard_port", _free_port()))
+    os.environ[_API_SERVER] = f"http://127.0.0.1:{port}"
+    _named[:] = [os.environ[_API_SERVER]]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -42,7 +42,10 @@ def finished(out: Path) -> list[Path]:
 
 
 @pytest.fixture(scope="module")
-def sweep(tiny_llama_dir, tmp_path_factory):
+def sweep(tiny_llama_dir, tmp_path_factory, ray_local):
+    # ray_local: a second Ray instance on the machine while the sweep runs its own. Ray's State
+    # API then cannot tell them apart unless the sweep names its own (utils/cluster.py); without
+    # that, finished trials' worker reservations leaked and the next trials never started.
     out = tmp_path_factory.mktemp("tune") / "sweep"
     command = [str(EXE), "tune", str(SWEEP), f"model_name_or_path={tiny_llama_dir}",
                f"dataset_dir={ROOT / 'data'}", f"output_dir={out}", "max_samples=256",
