@@ -118,6 +118,76 @@ def alive_nodes() -> list[dict[str, float]]:
     return [n["Resources"] for n in ray.nodes() if n.get("Alive")]
 
 
+@dataclass
+class ClusterView:
+    """What a run may be planned on: the nodes up now, plus those an autoscaler can still add."""
+
+    resources: dict[str, float]
+    """Totals to plan against: the larger of what is up and what the autoscaler can reach."""
+    nodes: list[dict[str, float]]
+    """Each node up now, then each node the autoscaler's node groups can add."""
+    now: dict[str, float]
+    """The totals of the nodes up now."""
+    now_nodes: list[dict[str, float]]
+    """The nodes up now."""
+
+    def waits_for(self, workers: Workers, runs: int = 1) -> str:
+        """Why the nodes up now cannot hold the workers of ``runs`` runs ('' when they can)."""
+        n = workers.num_workers * runs
+        short = [f"{v * n:g} {k}" for k, v in sorted(workers.resources.items())
+                 if v * n > self.now.get(k, 0.0) + 1e-9]  # fmt: skip
+        if short:
+            have = _amounts(self.now)
+            return f"the workers need {', '.join(short)}; the nodes up now have {have}"
+        if workers.strategy == "STRICT_SPREAD":
+            holding = sum(1 for node in self.now_nodes if _fits(node, workers.resources))
+            if holding < workers.num_workers:
+                return (
+                    f"STRICT_SPREAD puts each of the {workers.num_workers} workers on its own "
+                    f"node; {holding} node(s) up now can hold one"
+                )
+        return ""
+
+
+def grow(
+    now: dict[str, float],
+    nodes: list[dict[str, float]],
+    groups: list[tuple[dict[str, float], int]],
+    largest: int,
+) -> ClusterView:
+    """The view of a cluster whose autoscaler can add nodes of ``groups`` ((resources, max count;
+    -1 for no limit), ``largest`` of each at most: no run needs more nodes than workers)."""
+    extra = [dict(r) for r, count in groups for _ in range(largest if count < 0 else
+                                                            min(count, largest))]  # fmt: skip
+    reach: dict[str, float] = {}
+    for node in extra:
+        for k, v in node.items():
+            reach[k] = reach.get(k, 0.0) + v
+    totals = {k: max(now.get(k, 0.0), reach.get(k, 0.0)) for k in {*now, *reach}}
+    return ClusterView(totals, list(nodes) + extra, dict(now), list(nodes))
+
+
+def cluster_view(cfg: Config, runs: int = 1) -> ClusterView:
+    """The connected cluster, grown by what its autoscaler (KubeRay, the cluster launcher)
+    reports it can add: a run sized for nodes not up yet is planned, and its workers wait for
+    them (RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S), instead of being refused or put on CPUs."""
+    import ray
+    import ray._private.state as ray_state
+
+    now = {k: float(v) for k, v in ray.cluster_resources().items()}
+    nodes = alive_nodes()
+    try:
+        config = ray_state.state.get_cluster_config()
+    except Exception:  # an older GCS or a client connection: no autoscaler report to read
+        config = None
+    groups = []
+    for group in getattr(config, "node_group_configs", None) or []:
+        if group.max_count != 0 and group.resources:
+            resources = {k: float(v) for k, v in group.resources.items()}
+            groups.append((resources, group.max_count))
+    return grow(now, nodes, groups, max(1, cfg.ray.ray_num_workers * runs))
+
+
 def output_policy(cfg: Config) -> tuple[Path, str, Path | None]:
     """Decide what happens to output_dir: ("fresh" | "resume" | "replace", and the old copy).
 
@@ -187,6 +257,16 @@ def _engine_plan(cfg: Config, world: int) -> dict[str, Any]:
     filled = fill_deepspeed_config(raw, cfg, world, hidden)
     return {"engine": name, "deepspeed": raw, "hidden_size": hidden,
             "zero_stage": zero_stage(filled)}  # fmt: skip
+
+
+def _amounts(resources: dict[str, float]) -> str:
+    """'2 CPU, 1 GPU': the schedulable resources, without Ray's memory and node markers."""
+    shown = [
+        f"{v:g} {k}"
+        for k, v in sorted(resources.items())
+        if not k.startswith("node:") and k not in ("memory", "object_store_memory")
+    ]
+    return ", ".join(shown) or "nothing"
 
 
 def _engine_words(engine: dict[str, Any]) -> str:
@@ -279,8 +359,12 @@ def run_training(
     started = time.time()
     try:
         where = connect(cfg.ray.ray_address, cfg.ray.ray_init_kwargs)
-        workers = plan_workers(cfg, ray.cluster_resources(), alive_nodes(), runs)
+        view = cluster_view(cfg, runs)
+        workers = plan_workers(cfg, view.resources, view.nodes, runs)
         engine = _engine_plan(cfg, workers.num_workers)
+        short = view.waits_for(workers, runs)
+        if short:
+            print(f"raytune-llm: {short}: waiting for the autoscaler to add nodes")
         print(
             f"raytune-llm: training on {where}: {workers.num_workers} worker(s) x "
             f"{workers.resources}, {workers.threads} torch thread(s) each, "

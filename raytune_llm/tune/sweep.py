@@ -27,7 +27,7 @@ from ..config.paths import absolute_values
 from ..config.render import to_yaml
 from ..data.pipeline import check_data
 from ..train.checkpoint import export_final
-from ..train.launch import alive_nodes, plan_workers, run_training
+from ..train.launch import cluster_view, plan_workers, run_training
 from ..utils.cluster import connect
 from ..utils.errors import UserError
 from .space import TuneArgs, check_space, to_ray_space, tune_args
@@ -178,7 +178,6 @@ def _search(cfg: Config, args: TuneArgs, runs: int) -> Any:
 
 def run_sweep(cfg: Config) -> SweepResult:
     """Run (or resume) the sweep a config's tune: section describes."""
-    import ray
     from ray import tune
 
     args = tune_args(cfg)
@@ -186,7 +185,9 @@ def run_sweep(cfg: Config) -> SweepResult:
     check_data(cfg)
     out, mode = _policy(cfg)
     where = connect(cfg.ray.ray_address, cfg.ray.ray_init_kwargs)
-    runs = _concurrency(cfg, args, ray.cluster_resources(), alive_nodes())
+    # Nodes an autoscaler can add count, up to those 8 concurrent trials would use.
+    view = cluster_view(cfg, args.max_concurrent_trials or 8)
+    runs = _concurrency(cfg, args, view.resources, view.nodes)
     print(
         f"raytune-llm: sweep on {where}: {args.num_samples} trial(s) of {sorted(space)}, "
         f"{runs} at a time, scheduler {args.scheduler}, search {args.search_alg} "

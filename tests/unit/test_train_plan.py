@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from raytune_llm.config import load_config
-from raytune_llm.train.launch import _plan, plan_workers
+from raytune_llm.train.launch import _plan, grow, plan_workers
 from raytune_llm.train.optim import build_optimizer, build_scheduler, warmup_steps
 from raytune_llm.utils.errors import UserError
 
@@ -58,6 +58,30 @@ def test_strict_spread_over_two_nodes():
         nodes,
     )
     assert spread.threads == 2 and spread.strategy == "STRICT_SPREAD"
+
+
+def test_an_autoscaling_cluster_is_planned_on_the_nodes_it_can_add():
+    head = {"CPU": 2.0, "memory": 1e10}
+    gpu_node = {"CPU": 8.0, "GPU": 1.0}
+    view = grow(head, [head], [(gpu_node, 4)], largest=2)  # GPU workers scaled to zero now
+    assert len(view.nodes) == 3 and view.resources["GPU"] == 2.0
+    workers = plan_workers(cfg("ray_num_workers=2"), view.resources, view.nodes)
+    assert workers.use_gpu and workers.resources == {"GPU": 1.0, "CPU": 1.0}
+    assert view.waits_for(workers) == "the workers need 2 GPU; the nodes up now have 2 CPU"
+    up = grow({"CPU": 10.0, "GPU": 2.0}, [head, gpu_node, gpu_node], [(gpu_node, 4)], largest=2)
+    assert up.waits_for(plan_workers(cfg("ray_num_workers=2"), up.resources, up.nodes)) == ""
+
+
+def test_strict_spread_waits_for_nodes_but_not_for_what_no_node_group_offers():
+    keys = ["ray_num_workers=2", "placement_strategy=STRICT_SPREAD",
+            "resources_per_worker={CPU: 1}"]  # fmt: skip
+    view = grow(TWO_CPUS, [TWO_CPUS], [({"CPU": 2.0}, -1)], largest=2)  # no upper limit
+    workers = plan_workers(cfg(*keys), view.resources, view.nodes)
+    assert "1 node(s) up now can hold one" in view.waits_for(workers)
+    small = grow(TWO_CPUS, [TWO_CPUS], [({"CPU": 2.0, "GPU": 1.0}, 1)], largest=4)
+    with pytest.raises(UserError, match="needs 3 GPU but the cluster has 1"):
+        plan_workers(cfg("ray_num_workers=3", "resources_per_worker={GPU: 1}"), small.resources,
+                     small.nodes)  # fmt: skip
 
 
 def test_steps_follow_batch_workers_accumulation_and_epochs():
