@@ -13,8 +13,13 @@ def quiet_third_party(has_cuda: bool) -> None:
         has_cuda: whether a CUDA device is visible; without one DeepSpeed is told it runs on the
             CPU accelerator instead of guessing and warning that it guessed.
     """
-    # bitsandbytes tries to fetch an optional CPU kernel from the hub at import and warns when it
-    # cannot; raytune-llm never downloads at run time, so the warning is noise.
-    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+    quiet_bitsandbytes()
     if not has_cuda:
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
+
+
+def quiet_bitsandbytes() -> None:
+    """bitsandbytes tries to fetch an optional CPU kernel from the hub when it is imported (by
+    peft, or transformers loading a tokenizer) and warns when it cannot; raytune-llm never
+    downloads at run time, so the warning is noise. Call before either is used."""
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
