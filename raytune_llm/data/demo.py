@@ -18,6 +18,8 @@ model generalise quickly.
 Measured with tiny-llama (AdamW lr 3e-3, batch 32, loss on answers only, 2 CPU cores, ~26 s):
 after 800 steps the held-out exact match was count 33/33, last 34/34, first 26/34, sort 23/33,
 reverse 16/33, uppercase 2/33 (0 for all before training); after 400 steps it is still patchy.
+Score a run's output_dir the same way with ``python -m raytune_llm.eval.exact_match OUTPUT_DIR``
+(docs/learning.md has the demo config's figures).
 
 Letters are separated by spaces so that a byte-level BPE tokenizer keeps one letter per token
 (" c"); merged words ("cat") would hide the letters from a tiny model. A prompt is either written
