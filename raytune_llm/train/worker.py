@@ -260,7 +260,17 @@ class Recipe:
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     """Ray Train's entry point on every worker."""
     import logging
+    import warnings
 
+    from transformers.utils import logging as hf_logging
+
+    from ..utils.quiet import quiet_bitsandbytes
+
+    # The driver's progress bar and log are the run's display: no per-worker loading bars,
+    # no notes about optional kernels or deprecations inside the libraries.
+    quiet_bitsandbytes()
+    hf_logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", "`is_gradient_checkpointing`", FutureWarning)
     logging.getLogger("ray.train").setLevel(logging.WARNING)
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     try:  # this module logs each checkpoint report at INFO under its file path, not ray.train
