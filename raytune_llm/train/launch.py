@@ -157,8 +157,9 @@ def grow(
 ) -> ClusterView:
     """The view of a cluster whose autoscaler can add nodes of ``groups`` ((resources, max count;
     -1 for no limit), ``largest`` of each at most: no run needs more nodes than workers)."""
-    extra = [dict(r) for r, count in groups for _ in range(largest if count < 0 else
-                                                            min(count, largest))]  # fmt: skip
+    extra = []
+    for resources, count in groups:
+        extra += [dict(resources) for _ in range(largest if count < 0 else min(count, largest))]
     reach: dict[str, float] = {}
     for node in extra:
         for k, v in node.items():
