@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,7 +29,6 @@ from ..data.demo import EASY_TASKS, TASKS, alpaca_prompt, exact_match, task_of
 from ..data.templates import Message, Template, get_template
 from ..model.loader import resolve_model_path
 from ..utils.errors import UserError
-from ..utils.quiet import quiet_third_party
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -156,7 +154,7 @@ def score_exact_match(
     stop_ids = template.stop_token_ids(tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_ids[0]
     parts = [prompt_and_reference(r) for r in records]
-    encoded = [template.encode_prompt(tokenizer, messages, system) for messages, system, _ in parts]
+    encoded = [prompt_ids(r, template, tokenizer) for r in records]
     order = sorted(range(len(records)), key=lambda i: len(encoded[i]))
     predictions = [""] * len(records)
     model.eval()
@@ -201,31 +199,29 @@ def read_records(path: str | Path) -> list[dict[str, Any]]:
 
 
 def load_for_scoring(path: str, base: str | None = None) -> tuple[PreTrainedModel, Any]:
-    """(model, tokenizer) of a run's output_dir (adapter or full model) or of a model name.
+    """(model, tokenizer) of a run's output_dir (adapter or full model) or of a model name,
+    loaded for inference as raytune-llm's chat and predict load them (an adapter merged).
 
     Args:
         path: A local output_dir holding ``adapter_config.json`` (loaded onto its base model)
             or a full model, a hub id, or ``builtin:tiny-llama``.
         base: The adapter's base model, instead of the one its adapter_config.json names.
     """
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from ..config import load_config
+    from ..model.adapter import setup_finetuning
+    from ..model.loader import load_model, load_tokenizer
 
-    quiet_third_party(torch.cuda.is_available())
     folder = resolve_model_path(path)
-    tokenizer = AutoTokenizer.from_pretrained(folder)
     adapter_config = Path(folder) / "adapter_config.json"
-    if not adapter_config.is_file():
-        return AutoModelForCausalLM.from_pretrained(folder), tokenizer
-    from peft import PeftModel
-
-    base = base or json.loads(adapter_config.read_text())["base_model_name_or_path"]
-    model = AutoModelForCausalLM.from_pretrained(resolve_model_path(base))
-    if len(tokenizer) > model.get_input_embeddings().num_embeddings:
-        model.resize_token_embeddings(len(tokenizer), pad_to_multiple_of=64)
-    with warnings.catch_warnings():  # peft calls a transformers method deprecated in v5
-        warnings.filterwarnings("ignore", "`is_gradient_checkpointing`", FutureWarning)
-        return PeftModel.from_pretrained(model, folder), tokenizer
+    values: dict[str, Any] = {"model_name_or_path": path}
+    if adapter_config.is_file():
+        base = base or json.loads(adapter_config.read_text())["base_model_name_or_path"]
+        values = {"model_name_or_path": base, "adapter_name_or_path": folder,
+                  "finetuning_type": "lora"}  # fmt: skip
+    cfg = load_config(None, values=values)
+    tokenizer = load_tokenizer(cfg.model)
+    model = load_model(cfg, tokenizer, for_training=False)
+    return setup_finetuning(model, cfg, for_training=False), tokenizer
 
 
 def format_score(score: Mapping[str, Any]) -> str:

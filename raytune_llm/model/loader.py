@@ -50,10 +50,6 @@ def load_tokenizer(args: ModelArgs) -> PreTrainedTokenizerBase:
     """The model's tokenizer, right-padded, with a pad token and any tokens the config adds."""
     from transformers import AutoTokenizer
 
-    from ..utils.quiet import quiet_bitsandbytes
-
-    quiet_bitsandbytes()
-
     path = resolve_model_path(args.model_name_or_path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(

@@ -19,7 +19,7 @@ def quiet_third_party(has_cuda: bool) -> None:
 
 
 def quiet_bitsandbytes() -> None:
-    """bitsandbytes tries to fetch an optional CPU kernel from the hub when it is imported (by
-    peft, or transformers loading a tokenizer) and warns when it cannot; raytune-llm never
-    downloads at run time, so the warning is noise. Call before either is used."""
+    """bitsandbytes tries to fetch an optional CPU kernel from the hub when it is imported and
+    warns when it cannot; raytune-llm never downloads at run time, so the warning is noise.
+    Call before peft or transformers may import it (a training worker calls it first thing)."""
     logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)

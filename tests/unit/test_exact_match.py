@@ -96,7 +96,7 @@ def test_canonical_and_alpaca_records_score_alike(tiny):
 @pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing`:FutureWarning")
 def test_an_adapter_folder_loads_onto_the_base_it_names(tiny_llama_dir, tmp_path):
     import torch
-    from peft import LoraConfig, PeftModel, get_peft_model
+    from peft import LoraConfig, get_peft_model
 
     base = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)
     config = LoraConfig(r=4, target_modules="all-linear", modules_to_save=["lm_head"])
@@ -105,12 +105,13 @@ def test_an_adapter_folder_loads_onto_the_base_it_names(tiny_llama_dir, tmp_path
         model.base_model.model.lm_head.modules_to_save["default"].weight.mul_(3.0)
     model.save_pretrained(tmp_path)
     AutoTokenizer.from_pretrained(tiny_llama_dir).save_pretrained(tmp_path)
-    loaded, tokenizer = load_for_scoring(str(tmp_path))
-    assert isinstance(loaded, PeftModel)
+    loaded, tokenizer = load_for_scoring(str(tmp_path))  # the adapter merged, as chat loads it
     ids = torch.tensor([tokenizer("Count the letters: a b")["input_ids"]])
     model.eval()
     with torch.no_grad():
         assert torch.allclose(loaded(ids).logits, model(ids).logits)
+        untouched = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)
+        assert not torch.allclose(loaded(ids).logits, untouched(ids).logits, atol=1e-3)
 
 
 def test_the_command_prints_the_score(tiny_llama_dir, tmp_path, capsys):
