@@ -128,3 +128,11 @@ def test_the_command_names_a_bad_line_and_exits_2(tiny_llama_dir, tmp_path, caps
     assert main([str(tiny_llama_dir), str(data)]) == 2
     err = capsys.readouterr().err
     assert f"{data}, line 2: not valid JSON" in err and "Traceback" not in err
+
+
+def test_the_command_names_a_missing_model_and_exits_2(tmp_path, capsys):
+    data = tmp_path / "held_out.jsonl"
+    data.write_text(json.dumps(EVAL[0]) + "\n")
+    assert main([str(tmp_path / "no-such-model"), str(data)]) == 2
+    err = capsys.readouterr().err
+    assert "no-such-model" in err and "builtin:tiny-llama" in err and "Traceback" not in err
