@@ -176,6 +176,13 @@ def test_bounded_load_has_no_server_errors(server):
         codes = list(pool.map(one, range(200)))
     assert codes.count(200) == 200, {c: codes.count(c) for c in set(codes)}
     assert time.monotonic() - start < 120
+    # A burst for one model: mixed models make a one-adapter replica switch and decode alone.
+    burst = {"model": "alpha", "max_tokens": 8, "temperature": 0,
+             "messages": [{"role": "user", "content": "request burst"}]}  # fmt: skip
+    with ThreadPoolExecutor(16) as pool:
+        codes = list(pool.map(lambda _: _post(server, "/chat/completions", burst).status_code,
+                              range(32)))  # fmt: skip
+    assert codes.count(200) == 32, {c: codes.count(c) for c in set(codes)}
     from ray import serve
 
     stats = serve.get_deployment_handle("ModelServer", "llm").stats.remote().result()
