@@ -27,6 +27,9 @@ What transformers 5.24 does with these (read in ``masking_utils.py``,
   and batch size 1; it then calls ``flash_attn_varlen_func`` without any dense mask. A 4-D mask
   must not be given to flash attention (it is read as a 2-D padding mask). sdpa and eager ignore
   the varlen kwargs.
+* ``sdpa_varlen`` (`raytune_llm.model.varlen`, what training uses on CPUs and wherever flash
+  attention is missing) reads the same varlen kwargs and runs SDPA causally on each example's
+  slice, so it gets no dense mask either.
 """
 
 from __future__ import annotations
@@ -41,9 +44,15 @@ IGNORE_INDEX = -100
 Segment = tuple[list[int], list[int]]  # (input_ids, labels) of one example
 
 
-def is_flash_attention(attn_implementation: str | None) -> bool:
-    """Whether an ``attn_implementation`` name is a flash-attention flavour (varlen kwargs)."""
-    return attn_implementation is not None and "flash" in attn_implementation
+def takes_varlen(attn_implementation: str | None) -> bool:
+    """Whether an ``attn_implementation`` keeps examples apart from the varlen kwargs alone.
+
+    Flash-attention flavours (their varlen kernel) and ``sdpa_varlen``
+    (`raytune_llm.model.varlen`: SDPA per example) do; they need no dense mask.
+    """
+    return attn_implementation is not None and (
+        "flash" in attn_implementation or attn_implementation.endswith("varlen")
+    )
 
 
 def block_causal_mask(
@@ -128,15 +137,17 @@ def padding_free_batch(
     Args:
         examples: Dicts with "input_ids" and optionally "labels" (default: input_ids); a packed
             row's "seq_lens" splits it into its examples.
-        attn_implementation: The model's attention implementation. Flash flavours get no
-            ``attention_mask`` (the varlen kwargs keep examples apart); others get the 4-D mask.
+        attn_implementation: The model's attention implementation. Flash flavours and
+            ``sdpa_varlen`` get no ``attention_mask`` (the varlen kwargs keep examples apart);
+            others get the 4-D mask.
         dtype: The model's compute dtype, for the 4-D mask.
 
     Returns:
         ``input_ids``, ``labels`` (-100 at each example's first token), ``position_ids``
         (restarting at 0), all [1, total]; ``cu_seq_lens_q`` / ``cu_seq_lens_k`` (int32
-        [n_examples + 1]), ``max_length_q`` / ``max_length_k`` (int); and, unless flash,
-        ``attention_mask`` [1, 1, total, total] from `block_causal_mask`.
+        [n_examples + 1]), ``max_length_q`` / ``max_length_k`` (int); and, unless the
+        implementation `takes_varlen`, ``attention_mask`` [1, 1, total, total] from
+        `block_causal_mask`.
     """
     segments = [seg for example in examples for seg in _segments(example)]
     if not segments:
@@ -153,7 +164,7 @@ def padding_free_batch(
         "max_length_q": max(lens),
         "max_length_k": max(lens),
     }
-    if not is_flash_attention(attn_implementation):
+    if not takes_varlen(attn_implementation):
         batch["attention_mask"] = block_causal_mask([lens], len(ids), dtype=dtype)
     return batch
 

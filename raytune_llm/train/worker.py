@@ -32,6 +32,7 @@ import torch.distributed as dist
 from ..config import Config
 from ..model.adapter import setup_finetuning, trainable_parameters
 from ..model.loader import compute_dtype, load_model, load_tokenizer
+from ..model.varlen import use_varlen_sdpa
 from .checkpoint import TrainState, load_checkpoint, save_checkpoint
 from .collate import collate
 from .engines import build_engine
@@ -75,6 +76,8 @@ class Recipe:
         model = load_model(cfg, self.tokenizer, for_training=True, device=self.device)
         if added:
             model.resize_token_embeddings(len(self.tokenizer), pad_to_multiple_of=64)
+        if not plan["packed"]:  # padding-free rows: per-example SDPA instead of a dense mask
+            use_varlen_sdpa(model)
         model = setup_finetuning(model, cfg, for_training=True)
         self.trainable, self.total = trainable_parameters(model)
         self.attn = getattr(model.config, "_attn_implementation", None) or "sdpa"

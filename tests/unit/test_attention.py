@@ -16,6 +16,7 @@ from raytune_llm.data.attention import (
     padding_free_batch,
 )
 from raytune_llm.data.packing import pack_examples
+from raytune_llm.model.varlen import VARLEN_SDPA, _segment_lengths, register, use_varlen_sdpa
 
 CASES = [(family, impl) for family in ("llama", "qwen2") for impl in ("sdpa", "eager")]
 LENGTHS = [7, 12, 3, 9]
@@ -29,6 +30,8 @@ def load_model(tiny_llama_dir, tiny_qwen2_dir):
     cache = {}
 
     def load(family: str, impl: str):
+        if impl == VARLEN_SDPA:
+            register()
         if (family, impl) not in cache:
             model = AutoModelForCausalLM.from_pretrained(
                 dirs[family], attn_implementation=impl, dtype=torch.float32
@@ -229,3 +232,62 @@ def test_flash_attention_varlen_equals_separate_runs_on_gpu(tiny_llama_dir):
             for e in examples
         ]
     assert max(max_diff_per_example(logits, reference)) < 5e-2  # bf16
+
+
+# ---- sdpa_varlen: SDPA per example, no dense mask --------------------------------------------
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2"])  # qwen2: grouped-query attention
+def test_varlen_sdpa_equals_separate_runs_without_a_mask(load_model, family):
+    model = load_model(family, VARLEN_SDPA)
+    examples = make_examples()
+    batch = padding_free_batch(examples, attn_implementation=VARLEN_SDPA)
+    assert "attention_mask" not in batch
+    with torch.no_grad():
+        logits = model(**batch).logits[0]  # default use_cache=True: a cache is built, as in eval
+    diffs = max_diff_per_example(logits, separate_logits(model, examples))
+    assert max(diffs) < TOL, diffs
+
+
+def test_varlen_sdpa_gradients_equal_masked_sdpa(tiny_qwen2_dir):
+    examples = make_examples([30, 5, 17, 1, 44], seed=3)
+    grads = {}
+    for name in ("sdpa", "varlen"):
+        model = AutoModelForCausalLM.from_pretrained(
+            tiny_qwen2_dir, attn_implementation="sdpa", dtype=torch.float32
+        )
+        model.config.use_cache = False
+        impl = use_varlen_sdpa(model) if name == "varlen" else "sdpa"
+        assert impl == ("sdpa_varlen" if name == "varlen" else "sdpa")
+        model(**padding_free_batch(examples, attn_implementation=impl)).loss.backward()
+        grads[name] = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+    assert grads["sdpa"].keys() == grads["varlen"].keys() and len(grads["sdpa"]) > 10
+    for n, g in grads["sdpa"].items():
+        assert torch.allclose(grads["varlen"][n], g, rtol=1e-4, atol=1e-6), n
+
+
+def test_varlen_sdpa_without_varlen_kwargs_is_plain_sdpa(load_model):
+    """Padded batches and generation (KV cache, one query at a time) take transformers' sdpa."""
+    sdpa, varlen = load_model("qwen2", "sdpa"), load_model("qwen2", VARLEN_SDPA)
+    examples = make_examples()
+    padded = padded_batch(examples, sdpa.config.pad_token_id)
+    with torch.no_grad():
+        assert torch.allclose(varlen(**padded).logits, sdpa(**padded).logits, atol=TOL)
+    prompt = torch.tensor([examples[1]["input_ids"]])
+    settings = {"max_new_tokens": 6, "do_sample": False, "pad_token_id": 0}
+    assert torch.equal(varlen.generate(prompt, **settings), sdpa.generate(prompt, **settings))
+
+
+def test_varlen_sdpa_falls_back_to_the_mask_when_it_cannot_split():
+    cu = torch.tensor([0, 3, 7], dtype=torch.int32)
+    assert _segment_lengths({"cu_seq_lens_q": cu, "cu_seq_lens_k": cu}, 7) == [3, 4]
+    assert _segment_lengths({}, 7) is None  # not a padding-free row
+    assert _segment_lengths({"cu_seq_lens_q": cu, "cu_seq_lens_k": cu}, 9) is None  # other length
+    window = {"cu_seq_lens_q": cu, "cu_seq_lens_k": cu, "sliding_window": 3}
+    assert _segment_lengths(window, 7) is None  # an example longer than the window: the mask
+
+
+def test_use_varlen_sdpa_leaves_other_kernels_alone(load_model):
+    model = load_model("llama", "eager")
+    assert use_varlen_sdpa(model) == "eager"
+    assert model.config._attn_implementation == "eager"
