@@ -13,8 +13,8 @@ are 21-409 tokens long with the llama3 template (cutoff_len 512).
   (``target_modules="all-linear"``), ``DataCollatorForSeq2Seq`` padding each batch to its longest
   example, sequential sampling. The baseline.
 * ``ray-free``: ``run_training`` on a local Ray, one Ray Train worker, ``packing: false``: each
-  batch is one padding-free row (examples concatenated, per-example position ids, a block-diagonal
-  attention mask).
+  batch is one padding-free row (examples concatenated, per-example position ids, causal
+  attention within each example through ``sdpa_varlen``: no mask, no padding).
 * ``ray-packed``: the same with ``packing: true`` (rows of up to 512 tokens, batch 4 rows).
 * ``local-free``: the same loop as ``ray-free`` (``worker.train_loop_per_worker``) in Ray Train's
   local mode (``ScalingConfig(num_workers=0)``: in this process, no Ray cluster, no Ray Data), fed

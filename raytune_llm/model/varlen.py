@@ -17,6 +17,7 @@ is exactly transformers' ``sdpa`` with the mask transformers builds for sdpa.
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Any
 
 import torch
@@ -33,7 +34,7 @@ def _segment_lengths(kwargs: dict[str, Any], length: int) -> list[int] | None:
     if bounds[0] != 0 or bounds[-1] != length:
         return None
     window = kwargs.get("sliding_window")
-    lens = [b - a for a, b in zip(bounds, bounds[1:], strict=False)]
+    lens = [b - a for a, b in pairwise(bounds)]
     if window is not None and max(lens, default=0) > window:
         return None
     return lens
