@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from ..data.attention import packed_batch, padded_batch, padding_free_batch
+from ..data.attention import packed_batch, padded_batch, padding_free_batch, takes_varlen
 
 
 def rows_of(batch: dict[str, Any]) -> list[dict[str, Any]]:
@@ -29,12 +29,13 @@ def collate(
     """Model kwargs (with labels) for one micro-batch.
 
     Without packing the examples are concatenated into one padding-free row whose attention
-    stays inside each example, so no compute goes to padding. Neat-packed rows get the same
-    block-diagonal layout; plainly packed rows are causal across the whole row (LLaMA-Factory's
-    ``packing``).
+    stays inside each example, so no compute goes to padding. Neat-packed rows keep their
+    examples apart too: with a varlen attention (flash, ``sdpa_varlen``) their examples become
+    one padding-free row, otherwise padded rows with a block-diagonal mask. Plainly packed rows
+    are causal across the whole row (LLaMA-Factory's ``packing``).
     """
     rows = rows_of(batch)
-    if not packed:
+    if not packed or (neat and takes_varlen(attn_implementation)):
         out = padding_free_batch(rows, attn_implementation=attn_implementation, dtype=dtype)
     elif neat:
         out = packed_batch(rows, pad_token_id, dtype=dtype)

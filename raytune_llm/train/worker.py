@@ -76,7 +76,7 @@ class Recipe:
         model = load_model(cfg, self.tokenizer, for_training=True, device=self.device)
         if added:
             model.resize_token_embeddings(len(self.tokenizer), pad_to_multiple_of=64)
-        if not plan["packed"]:  # padding-free rows: per-example SDPA instead of a dense mask
+        if not plan["packed"] or cfg.data.neat_packing:  # examples kept apart: SDPA per example
             use_varlen_sdpa(model)
         model = setup_finetuning(model, cfg, for_training=True)
         self.trainable, self.total = trainable_parameters(model)

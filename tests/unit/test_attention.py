@@ -291,3 +291,24 @@ def test_use_varlen_sdpa_leaves_other_kernels_alone(load_model):
     model = load_model("llama", "eager")
     assert use_varlen_sdpa(model) == "eager"
     assert model.config._attn_implementation == "eager"
+
+
+@pytest.mark.parametrize("impl", [VARLEN_SDPA, "flash_attention_2", "sdpa"])
+def test_collate_keeps_neat_packed_examples_apart_for_every_kernel(impl):
+    """Varlen kernels get the neat rows' examples as one padding-free row (no mask: flash reads
+    a 4-D mask as padding); sdpa gets padded rows with the block-diagonal mask."""
+    import numpy as np
+
+    from raytune_llm.train.collate import collate
+
+    rows = pack_examples(make_examples([7, 12, 3, 9, 5], seed=2), 16, neat=True)
+    batch = {key: np.array([np.asarray(r[key]) for r in rows] + [None], dtype=object)[:-1]
+             for key in ("input_ids", "labels", "seq_lens")}  # fmt: skip
+    out = collate(batch, packed=True, neat=True, pad_token_id=0, attn_implementation=impl,
+                  dtype=torch.float32, device=torch.device("cpu"))  # fmt: skip
+    lens = [n for r in rows for n in r["seq_lens"]]
+    if impl == "sdpa":
+        assert out["input_ids"].shape[0] == len(rows) > 1 and out["attention_mask"].ndim == 4
+    else:
+        assert "attention_mask" not in out and out["input_ids"].shape == (1, sum(lens))
+        assert out["cu_seq_lens_q"].tolist() == np.cumsum([0, *lens]).tolist()
