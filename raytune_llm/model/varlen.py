@@ -18,9 +18,12 @@ is exactly transformers' ``sdpa`` with the mask transformers builds for sdpa.
 from __future__ import annotations
 
 from itertools import pairwise
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 VARLEN_SDPA = "sdpa_varlen"
 
@@ -85,15 +88,14 @@ def register() -> str:
     return VARLEN_SDPA
 
 
-def use_varlen_sdpa(model: torch.nn.Module) -> str:
+def use_varlen_sdpa(model: PreTrainedModel) -> str:
     """Switch a model that runs ``sdpa`` to ``sdpa_varlen``; returns its attention implementation.
 
     Other implementations (flash attention, which has its own varlen kernel; eager; flex) are
     left as they are.
     """
-    config = getattr(model, "config", None)
-    current = getattr(config, "_attn_implementation", None)
-    if current != "sdpa" or not hasattr(model, "set_attn_implementation"):
-        return current or "sdpa"
+    current = model.config._attn_implementation
+    if current != "sdpa":
+        return current
     model.set_attn_implementation(register())
-    return model.config._attn_implementation
+    return VARLEN_SDPA

@@ -258,6 +258,7 @@ def test_varlen_sdpa_gradients_equal_masked_sdpa(tiny_qwen2_dir):
         )
         model.config.use_cache = False
         impl = use_varlen_sdpa(model) if name == "varlen" else "sdpa"
+        assert impl == model.config._attn_implementation
         assert impl == ("sdpa_varlen" if name == "varlen" else "sdpa")
         model(**padding_free_batch(examples, attn_implementation=impl)).loss.backward()
         grads[name] = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
