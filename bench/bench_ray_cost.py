@@ -1,4 +1,4 @@
-"""Where Ray's per-step cost in training comes from: one loop, run in five places.
+"""Where Ray's per-step cost in training comes from: one loop, run in six places.
 
     .venv/bin/python bench/bench_ray_cost.py [--workdir DIR] [--steps 30]
 
@@ -8,6 +8,9 @@ Llama of bench_train, LoRA r8 on every linear layer, ``sdpa_varlen`` attention, 
 batches of 4 examples, AdamW, 2 torch threads -- is timed over the same batches in:
 
 * ``process``: this process's main thread, no Ray (the reference);
+* ``ray-up``: the same while a local Ray instance runs (this process is its driver): the cost
+  of Ray's own processes (GCS, raylet, dashboard and agents, log monitor), which nothing in a
+  Ray program avoids;
 * ``actor``: a plain Ray task (1.5 CPUs, as the training worker books);
 * ``actor+idle``: the same while seven idle Ray actors exist (Ray Train and Ray Data start
   about that many helper actors: controller, placement-group cleaner, preemption watcher,
@@ -15,8 +18,10 @@ batches of 4 examples, AdamW, 2 torch threads -- is timed over the same batches 
 * ``train``: a Ray Train TorchTrainer worker, the batches handed over in its config;
 * ``train+data``: the same worker fed from a Ray Data dataset shard (``iter_batches``).
 
-Each prints trained tokens per second over the timed steps (after warm-up steps) and its ratio
-to ``process``. The machine's cores are shared with whatever else runs: run it on a quiet one.
+Each prints trained tokens per second over the timed steps (after warm-up steps), its ratio to
+``process``, the machine's context switches per second over those steps (all processes, from
+/proc/stat) and the share of the machine's cores the loop's process had. The machine's cores
+are shared with whatever else runs: run it on a quiet one.
 """
 
 from __future__ import annotations
@@ -37,11 +42,26 @@ THREADS = 2
 WORKER_CPUS = 1.5
 
 
-def timed_loop(model_dir: str, batches: Any, steps: int, warmup: int) -> float:
-    """Train ``warmup + steps`` steps on the batches; returns trained tokens/s of the last steps.
+def machine_switches() -> int | None:
+    """Context switches of every process on this machine since boot (Linux), else None."""
+    try:
+        for line in Path("/proc/stat").read_text().splitlines():
+            if line.startswith("ctxt "):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def timed_loop(model_dir: str, batches: Any, steps: int, warmup: int) -> dict[str, float]:
+    """Train ``warmup + steps`` steps on the batches; measures the last ``steps``.
 
     ``batches`` is a list of example lists or a Ray Data shard (anything with iter_batches).
+    Returns trained tokens/s, the machine's context switches/s and the share of the machine's
+    cores this process used, all over the timed steps.
     """
+    import resource
+
     import torch
     from peft import LoraConfig, TaskType, get_peft_model
     from transformers import AutoModelForCausalLM
@@ -68,10 +88,11 @@ def timed_loop(model_dir: str, batches: Any, steps: int, warmup: int) -> float:
         )
     else:
         source = iter(batches)
-    tokens, start = 0, 0.0
+    tokens, start, switches, cpu = 0, 0.0, None, 0.0
     for i in range(warmup + steps):
         if i == warmup:
-            tokens, start = 0, time.perf_counter()
+            tokens, start, switches = 0, time.perf_counter(), machine_switches()
+            cpu = _cpu_seconds(resource)
         examples = next(source)
         loss_sum, targets = causal_lm_loss_terms(
             model, padding_free_batch(examples, attn_implementation=attn)
@@ -80,19 +101,32 @@ def timed_loop(model_dir: str, batches: Any, steps: int, warmup: int) -> float:
         optimiser.step()
         optimiser.zero_grad()
         tokens += sum(len(e["input_ids"]) for e in examples)
-    return tokens / (time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    end_switches = machine_switches()
+    return {
+        "tps": tokens / seconds,
+        "switches": (end_switches - switches) / seconds if switches is not None else float("nan"),
+        "cpu": (_cpu_seconds(resource) - cpu) / seconds / (os.cpu_count() or 1),
+    }
+
+
+def _cpu_seconds(resource: Any) -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def train_worker(config: dict[str, Any]) -> None:
     import ray.train
 
     batches = config["batches"] or ray.train.get_dataset_shard("train")
-    tps = timed_loop(config["model"], batches, config["steps"], config["warmup"])
-    Path(config["out"]).write_text(json.dumps(tps))
-    ray.train.report({"tokens_per_s": tps})
+    result = timed_loop(config["model"], batches, config["steps"], config["warmup"])
+    Path(config["out"]).write_text(json.dumps(result))
+    ray.train.report({"tokens_per_s": result["tps"]})
 
 
-def in_train(model: str, rows: list[dict], args: argparse.Namespace, *, data: bool) -> float:
+def in_train(
+    model: str, rows: list[dict], args: argparse.Namespace, *, data: bool
+) -> dict[str, float]:
     import ray.data
     import ray.train
     from ray.train.torch import TorchTrainer
@@ -137,6 +171,8 @@ def main() -> None:
 
     results = {"process": timed_loop(model, chunks(rows), args.steps, args.warmup)}
     ray.init(num_cpus=2, include_dashboard=not args.no_dashboard, log_to_driver=False)
+    time.sleep(5)  # past the start-up of Ray's processes
+    results["ray-up"] = timed_loop(model, chunks(rows), args.steps, args.warmup)
     remote = ray.remote(num_cpus=WORKER_CPUS)(timed_loop)
     results["actor"] = ray.get(remote.remote(model, chunks(rows), args.steps, args.warmup))
 
@@ -157,9 +193,11 @@ def main() -> None:
     print(f"\n{args.steps} timed steps after {args.warmup}; batch {bench_train.BATCH}, "
           f"{THREADS} torch threads, {os.cpu_count()} CPUs, "
           f"dashboard {'off' if args.no_dashboard else 'on'}")  # fmt: skip
-    print(f"{'where':<12} {'tok/s':>7} {'ratio':>6}")
-    for name, tps in results.items():
-        print(f"{name:<12} {tps:7.0f} {tps / results['process']:6.2f}")
+    print(f"{'where':<12} {'tok/s':>7} {'ratio':>6} {'switches/s':>11} {'loop CPU':>9}")
+    base = results["process"]["tps"]
+    for name, r in results.items():
+        print(f"{name:<12} {r['tps']:7.0f} {r['tps'] / base:6.2f} {r['switches']:11.0f} "
+              f"{100 * r['cpu']:8.1f}%")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ import torch.distributed as dist
 
 from ..config import Config
 from ..model.adapter import setup_finetuning, trainable_parameters
+from ..model.fused_lora import fuse_lora_linears
 from ..model.loader import compute_dtype, load_model, load_tokenizer
 from ..model.varlen import use_varlen_sdpa
 from .checkpoint import TrainState, load_checkpoint, save_checkpoint
@@ -79,6 +80,8 @@ class Recipe:
         if not plan["packed"] or cfg.data.neat_packing:  # examples kept apart: SDPA per example
             use_varlen_sdpa(model)
         model = setup_finetuning(model, cfg, for_training=True)
+        # ZeRO-3 gathers a parameter when its module runs, so there lora_B must run as a module
+        self.fused_lora = fuse_lora_linears(model) if self.engine.name == "ddp" else 0
         self.trainable, self.total = trainable_parameters(model)
         self.attn = getattr(model.config, "_attn_implementation", None) or "sdpa"
         self.engine.wrap(model)
@@ -245,7 +248,7 @@ class Recipe:
         total = self.plan["total_steps"]
         self._push({"kind": "start", "trainable": self.trainable, "total": self.total,
                     "resumed_step": self.state.global_step, **self.plan["info"],
-                    "torch_threads": torch.get_num_threads(),
+                    "torch_threads": torch.get_num_threads(), "fused_lora": self.fused_lora,
                     **self.engine.describe()})  # fmt: skip
         self.started, self.window = time.time(), [0.0, 0.0]
         self.clock, self.effective = time.perf_counter(), 0

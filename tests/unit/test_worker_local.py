@@ -75,6 +75,7 @@ def test_local_mode_logs_effective_tokens_and_seconds(tiny_llama_dir, tmp_path, 
         torch.set_num_threads(threads)
     (start,) = [e for e in board.entries if e["kind"] == "start"]
     assert start["torch_threads"] == 2
+    assert start["fused_lora"] == 7 * 2  # every linear layer of the tiny Llama's two layers
     logs = [e for e in board.entries if e["kind"] == "log"]
     assert [e["current_steps"] for e in logs] == [1, 2, 3, 4]
     assert [e["effective_tokens"] for e in logs] == list(np.cumsum(LENGTHS).reshape(4, 2)[:, 1])
