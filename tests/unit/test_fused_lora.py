@@ -111,3 +111,20 @@ def test_saved_and_merged_as_peft_does(tiny_llama_dir, tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(loaded(**batch()).logits, logits, **TOL)
         torch.testing.assert_close(merged(**batch()).logits, logits, rtol=1e-4, atol=1e-5)
+
+
+def test_under_bf16_autocast_as_training_runs_it(tiny_llama_dir):
+    """bf16 training runs an fp32 model under autocast: the fused path there matches PEFT's."""
+    plain, fused, _ = pair(tiny_llama_dir)
+    results = []
+    for model in (plain, fused):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            results.append(loss_and_grads(model))
+    (loss_p, grads_p), (loss_f, grads_f) = results
+    torch.testing.assert_close(loss_f, loss_p, rtol=1e-2, atol=1e-2)
+    for name in grads_p:
+        assert grads_f[name].dtype == grads_p[name].dtype == torch.float32
+        cosine = torch.nn.functional.cosine_similarity(
+            grads_f[name].flatten(), grads_p[name].flatten(), dim=0
+        )
+        assert cosine > 0.99, name
