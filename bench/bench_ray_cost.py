@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -60,8 +61,6 @@ def timed_loop(model_dir: str, batches: Any, steps: int, warmup: int) -> dict[st
     Returns trained tokens/s, the machine's context switches/s and the share of the machine's
     cores this process used, all over the timed steps.
     """
-    import resource
-
     import torch
     from peft import LoraConfig, TaskType, get_peft_model
     from transformers import AutoModelForCausalLM
@@ -92,7 +91,7 @@ def timed_loop(model_dir: str, batches: Any, steps: int, warmup: int) -> dict[st
     for i in range(warmup + steps):
         if i == warmup:
             tokens, start, switches = 0, time.perf_counter(), machine_switches()
-            cpu = _cpu_seconds(resource)
+            cpu = _cpu_seconds()
         examples = next(source)
         loss_sum, targets = causal_lm_loss_terms(
             model, padding_free_batch(examples, attn_implementation=attn)
@@ -106,11 +105,11 @@ def timed_loop(model_dir: str, batches: Any, steps: int, warmup: int) -> dict[st
     return {
         "tps": tokens / seconds,
         "switches": (end_switches - switches) / seconds if switches is not None else float("nan"),
-        "cpu": (_cpu_seconds(resource) - cpu) / seconds / (os.cpu_count() or 1),
+        "cpu": (_cpu_seconds() - cpu) / seconds / (os.cpu_count() or 1),
     }
 
 
-def _cpu_seconds(resource: Any) -> float:
+def _cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
 

@@ -80,7 +80,7 @@ class Recipe:
         if not plan["packed"] or cfg.data.neat_packing:  # examples kept apart: SDPA per example
             use_varlen_sdpa(model)
         model = setup_finetuning(model, cfg, for_training=True)
-        # ZeRO-3 gathers a parameter when its module runs, so there lora_B must run as a module
+        # DeepSpeed and FSDP gather a module's parameters when it runs: lora_B must run there
         self.fused_lora = fuse_lora_linears(model) if self.engine.name == "ddp" else 0
         self.trainable, self.total = trainable_parameters(model)
         self.attn = getattr(model.config, "_attn_implementation", None) or "sdpa"
