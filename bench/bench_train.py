@@ -20,6 +20,9 @@ are 21-409 tokens long with the llama3 template (cutoff_len 512).
   local mode (``ScalingConfig(num_workers=0)``: in this process, no Ray cluster, no Ray Data), fed
   the same tokenised rows from memory.
 * ``ray-free-bf16``: ``ray-free`` with ``bf16: true``.
+* ``ray-free-compiled``, ``ray-packed-compiled``: ``ray-free`` and ``ray-packed`` with
+  ``torch_compile: true`` (the parts of each decoder layer compiled by inductor; the compilation
+  falls in the warm-up steps).
 
 Timing: steady state only. Each path logs every step with a ``time.perf_counter`` stamp (ours:
 the ``train_seconds`` field of the log entry; the baseline: a ``TrainerCallback`` at each step's
@@ -63,7 +66,8 @@ import numpy as np
 for _var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
     os.environ.setdefault(_var, "1")
 
-PATHS = ("hf-padded", "ray-free", "ray-packed", "local-free", "ray-free-bf16")
+PATHS = ("hf-padded", "ray-free", "ray-packed", "local-free", "ray-free-bf16",
+         "ray-free-compiled", "ray-packed-compiled")  # fmt: skip
 DATASET = "bench_sft"
 CUTOFF_LEN = 512
 BATCH = 4
@@ -137,7 +141,8 @@ def bench_config(path: str, model: Path, data: Path, out: Path, total_steps: int
             "dataset_dir": str(data),
             "template": "llama3",
             "cutoff_len": CUTOFF_LEN,
-            "packing": path == "ray-packed",
+            "packing": path.startswith("ray-packed"),
+            "torch_compile": path.endswith("-compiled"),
             "disable_shuffling": True,
             "disable_gradient_checkpointing": True,
             "per_device_train_batch_size": BATCH,
@@ -412,18 +417,18 @@ def report(results: dict[str, dict], args: argparse.Namespace, peaks: dict, lens
     """Print the table and the ratios; return whether every target holds."""
     w = args.warmup
     example_span = spans(lens)
-    print(f"{'path':<14} {'tok/s':>7} {'slots/s':>7} {'pad %':>5} {'steps':>5} {'secs':>6} "
+    print(f"{'path':<19} {'tok/s':>7} {'slots/s':>7} {'pad %':>5} {'steps':>5} {'secs':>6} "
           f"{'GFLOP/s':>7} {'MFU':>5} {'peak MB':>7} {'threads':>7} {'wall s':>6} {'load':>5} "
           f"{'loss 1st':>8} {'loss last':>9}")  # fmt: skip
     figures = {}
     for path, r in results.items():
         s = steady(r, w)
-        packed = path == "ray-packed"
+        packed = path.startswith("ray-packed")
         span = s["tokens"] / (s["steps"] * BATCH) if packed else example_span
         flops = model_flops(model, r["trainable"], span) * s["tok_s"]
         peak = peaks["bfloat16" if path.endswith("bf16") else "float32"]
         figures[path] = {**s, "mfu": flops / peak}
-        print(f"{path:<14} {s['tok_s']:>7.0f} {s['slot_s']:>7.0f} "
+        print(f"{path:<19} {s['tok_s']:>7.0f} {s['slot_s']:>7.0f} "
               f"{100 * (1 - s['tokens'] / s['slots']):>5.1f} {s['steps']:>5} "
               f"{s['seconds']:>6.1f} {flops / 1e9:>7.1f} {flops / peak:>5.1%} "
               f"{r['peak_mb']:>7.0f} {r['threads']!s:>7} {r['wall']:>6.0f} {r['load']:>5.1f} "
@@ -456,6 +461,12 @@ def report(results: dict[str, dict], args: argparse.Namespace, peaks: dict, lens
               f"difference {diff:.1e} (target < 1e-3) {'PASS' if holds else 'MISS'}")  # fmt: skip
     if "ray-packed" in figures:
         verdict("MFU packed (fp32)", figures["ray-packed"]["mfu"], 0.75, "", ".1%")
+    if "ray-packed-compiled" in figures:
+        verdict("MFU packed, torch_compile (fp32)", figures["ray-packed-compiled"]["mfu"], 0.75,
+                "", ".1%")  # fmt: skip
+    for base in ("ray-free", "ray-packed"):
+        if (x := ratio(f"{base}-compiled", base)) is not None:
+            print(f"tokens/s {base} with / without torch_compile: {x:.2f}")
     if (x := ratio("ray-free-bf16", "ray-free")) is not None:
         verdict("tokens/s bf16 / fp32", x, 1.80, "")
     if (x := ratio("ray-free", "local-free")) is not None:
@@ -503,7 +514,7 @@ def main() -> None:
         peaks = {d: matmul_peak(d) for d in ("float32", "bfloat16")}
         results: dict[str, dict] = {}
         for path in args.paths:
-            timed = args.packed_steps if path == "ray-packed" else args.steps
+            timed = args.packed_steps if path.startswith("ray-packed") else args.steps
             results[path] = measure(path, model, data, args.warmup + timed, args.timeout)
             r = results[path]
             print(f"  {path}: {steady(r, args.warmup)['tok_s']:.0f} tok/s, wall {r['wall']:.0f} s, "

@@ -154,7 +154,12 @@ class TrainArgs(Section):
     ddp_find_unused_parameters: bool | None = doc(
         None, "Let DDP tolerate parameters that get no gradient."
     )
-    torch_compile: bool = doc(False, "Compile the model with torch.compile.")
+    torch_compile: bool = doc(
+        False,
+        "Compile the parts of each decoder layer with torch.compile (inductor; CPU workers need "
+        "a C++ compiler). Costs a compilation at the start, then runs the layers' element-wise "
+        "work as fused kernels. DDP and FSDP.",
+    )
 
     # Hub.
     push_to_hub: bool = doc(

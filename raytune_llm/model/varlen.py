@@ -13,6 +13,10 @@ cumulative example lengths the collate already passes for flash attention -- and
 no mask is built or read. Without those kwargs (padded batches, generation, a KV cache), or
 where a per-example causal window would be wrong (a sliding window shorter than an example), it
 is exactly transformers' ``sdpa`` with the mask transformers builds for sdpa.
+
+The per-example loop depends on the batch's lengths, which ``torch.compile`` would turn into
+guards and a recompilation per batch: the function is excluded from compilation and always runs
+eagerly, between the compiled parts of a layer (see `raytune_llm.model.compile`).
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ def _segment_lengths(kwargs: dict[str, Any], length: int) -> list[int] | None:
     return lens
 
 
+@torch.compiler.disable
 def sdpa_varlen_attention(
     module: torch.nn.Module,
     query: torch.Tensor,

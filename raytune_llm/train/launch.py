@@ -21,6 +21,7 @@ from ..config import Config
 from ..config.paths import make_paths_absolute
 from ..data.errors import surface_data_errors
 from ..data.pipeline import check_data, packing_on, prepare_data
+from ..model.compile import check_compiler
 from ..model.loader import load_model_config, load_tokenizer
 from ..utils.cluster import connect
 from ..utils.errors import NotAvailableError, UserError
@@ -286,6 +287,8 @@ def not_yet_available(cfg: Config) -> list[str]:
     sharded = t.fsdp or (t.deepspeed and zero_stage(read_deepspeed_config(cfg) or {}) == 3)
     if cfg.model.quantization_bit and sharded:
         out.append("quantization_bit with FSDP or ZeRO-3 (QLoRA trains with DDP or ZeRO 0-2)")
+    if t.torch_compile and t.deepspeed:
+        out.append("torch_compile with DeepSpeed (compile with DDP or FSDP)")
     if "swanlab" in t.report_to:
         out.append("report_to swanlab (use tensorboard, wandb or mlflow)")
     if t.do_predict:
@@ -363,6 +366,8 @@ def run_training(
         view = cluster_view(cfg, runs)
         workers = plan_workers(cfg, view.resources, view.nodes, runs)
         engine = _engine_plan(cfg, workers.num_workers)
+        if cfg.train.torch_compile and not workers.use_gpu:
+            check_compiler()
         short = view.waits_for(workers, runs)
         if short:
             print(f"raytune-llm: {short}: waiting for the autoscaler to add nodes")

@@ -31,6 +31,7 @@ import torch.distributed as dist
 
 from ..config import Config
 from ..model.adapter import setup_finetuning, trainable_parameters
+from ..model.compile import compile_layers
 from ..model.fused_lora import fuse_lora_linears
 from ..model.loader import compute_dtype, load_model, load_tokenizer
 from ..model.varlen import use_varlen_sdpa
@@ -82,6 +83,7 @@ class Recipe:
         model = setup_finetuning(model, cfg, for_training=True)
         # DeepSpeed and FSDP gather a module's parameters when it runs: lora_B must run there
         self.fused_lora = fuse_lora_linears(model) if self.engine.name == "ddp" else 0
+        self.compiled = compile_layers(model) if cfg.train.torch_compile else 0
         self.trainable, self.total = trainable_parameters(model)
         self.attn = getattr(model.config, "_attn_implementation", None) or "sdpa"
         self.engine.wrap(model)
@@ -249,6 +251,7 @@ class Recipe:
         self._push({"kind": "start", "trainable": self.trainable, "total": self.total,
                     "resumed_step": self.state.global_step, **self.plan["info"],
                     "torch_threads": torch.get_num_threads(), "fused_lora": self.fused_lora,
+                    "compiled_modules": self.compiled,
                     **self.engine.describe()})  # fmt: skip
         self.started, self.window = time.time(), [0.0, 0.0]
         self.clock, self.effective = time.perf_counter(), 0

@@ -126,8 +126,14 @@ def test_what_this_version_cannot_train_is_named():
     assert not_yet_available(cfg("do_train=true", "dataset=d", "output_dir=o")) == []
     missing = " | ".join(
         not_yet_available(
-            cfg("stage=dpo", "deepspeed={zero_optimization: {stage: 3}}", "quantization_bit=4")
+            cfg(
+                "stage=dpo",
+                "deepspeed={zero_optimization: {stage: 3}}",
+                "quantization_bit=4",
+                "torch_compile=true",
+            )
         )
     )
-    for fragment in ("stage dpo", "do_train is false", "quantization_bit with FSDP or ZeRO-3"):
+    for fragment in ("stage dpo", "do_train is false", "quantization_bit with FSDP or ZeRO-3",
+                     "torch_compile with DeepSpeed (compile with DDP or FSDP)"):  # fmt: skip
         assert fragment in missing

@@ -45,22 +45,22 @@ def test_real_tokens_counts_rows_not_padding():
     assert real_tokens({"input_ids": np.zeros((2, 4))}) == 8
 
 
-@pytest.mark.parametrize("packing", [False, True])
-def test_local_mode_logs_effective_tokens_and_seconds(tiny_llama_dir, tmp_path, packing):
+def _train_local(tmp_path, model_dir, **values) -> list[dict]:
+    """Train 4 steps in Ray Train's local mode on LENGTHS rows; returns the board's entries."""
     import ray.train
     import torch
     from ray.train.torch import TorchTrainer
 
     cfg = load_config(values={
-        "model_name_or_path": str(tiny_llama_dir), "finetuning_type": "lora", "stage": "sft",
-        "do_train": True, "dataset": "unused", "template": "llama3", "packing": packing,
-        "neat_packing": packing, "disable_shuffling": True, "per_device_train_batch_size": 2,
+        "model_name_or_path": str(model_dir), "finetuning_type": "lora", "stage": "sft",
+        "do_train": True, "dataset": "unused", "template": "llama3",
+        "disable_shuffling": True, "per_device_train_batch_size": 2,
         "max_steps": 4, "logging_steps": 1, "save_strategy": "no", "report_to": "none",
-        "output_dir": str(tmp_path / "out"), "disable_gradient_checkpointing": True,
+        "output_dir": str(tmp_path / "out"), "disable_gradient_checkpointing": True, **values,
     })  # fmt: skip
     rows = [list(range(10, 10 + n)) for n in LENGTHS]
     workers = Workers(1, {"CPU": 1.0}, False, 0.25, 2, "PACK")
-    plan = _plan(cfg, len(rows), workers, False, packing, _engine_plan(cfg, 1))
+    plan = _plan(cfg, len(rows), workers, False, cfg.data.packing, _engine_plan(cfg, 1))
     board = Board()
     threads = torch.get_num_threads()
     try:
@@ -73,13 +73,41 @@ def test_local_mode_logs_effective_tokens_and_seconds(tiny_llama_dir, tmp_path, 
         ).fit()
     finally:
         torch.set_num_threads(threads)
-    (start,) = [e for e in board.entries if e["kind"] == "start"]
+    return board.entries
+
+
+@pytest.mark.parametrize("packing", [False, True])
+def test_local_mode_logs_effective_tokens_and_seconds(tiny_llama_dir, tmp_path, packing):
+    entries = _train_local(tmp_path, tiny_llama_dir, packing=packing, neat_packing=packing)
+    (start,) = [e for e in entries if e["kind"] == "start"]
     assert start["torch_threads"] == 2
     assert start["fused_lora"] == 7 * 2  # every linear layer of the tiny Llama's two layers
-    logs = [e for e in board.entries if e["kind"] == "log"]
+    assert start["compiled_modules"] == 0
+    logs = [e for e in entries if e["kind"] == "log"]
     assert [e["current_steps"] for e in logs] == [1, 2, 3, 4]
     assert [e["effective_tokens"] for e in logs] == list(np.cumsum(LENGTHS).reshape(4, 2)[:, 1])
     seconds = [e["train_seconds"] for e in logs]
     assert all(0 < a < b for a, b in itertools.pairwise(seconds))
     # the padded rows of a neat-packed batch count their padding in total_tokens only
     assert logs[-1]["total_tokens"] >= logs[-1]["effective_tokens"] == sum(LENGTHS)
+
+
+def test_torch_compile_compiles_each_layer_and_trains_the_same(tiny_llama_dir, tmp_path):
+    """torch_compile: true compiles the parts of both decoder layers, runs them compiled (with
+    gradient checkpointing on, as by default, and padding-free rows of changing length whose
+    attention runs per example), and the loss curve is the uncompiled one."""
+    import torch._dynamo
+
+    common = {"packing": False, "disable_gradient_checkpointing": False}
+    eager = _train_local(tmp_path / "eager", tiny_llama_dir, **common)
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    with torch._dynamo.config.patch(fail_on_recompile_limit_hit=True):  # never falls back
+        compiled = _train_local(tmp_path / "compiled", tiny_llama_dir, torch_compile=True, **common)
+    (start,) = [e for e in compiled if e["kind"] == "start"]
+    # per layer: self_attn, mlp and the two RMSNorms
+    assert start["compiled_modules"] == 4 * 2
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 4
+    losses = [[e["loss"] for e in run if e["kind"] == "log"] for run in (eager, compiled)]
+    assert len(losses[1]) == 4
+    assert losses[1] == pytest.approx(losses[0], rel=1e-4)
