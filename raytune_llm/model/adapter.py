@@ -94,7 +94,9 @@ def setup_lora(model: nn.Module, cfg: Config, *, for_training: bool) -> nn.Modul
     adapters = cfg.model.adapter_name_or_path or []
     if cfg.model.quantization_bit and for_training:
         model = prepare_model_for_kbit_training(
-            model, use_gradient_checkpointing=not cfg.model.disable_gradient_checkpointing
+            model,
+            use_gradient_checkpointing=not cfg.model.disable_gradient_checkpointing,
+            gradient_checkpointing_kwargs={"use_reentrant": cfg.model.use_reentrant_gc},
         )
     resume_last = for_training and adapters and not cfg.finetuning.create_new_adapter
     to_merge = adapters[:-1] if resume_last else adapters

@@ -90,3 +90,33 @@ def test_a_missing_cpp_compiler_is_a_clear_error():
     finally:
         cpp_compiler_search.cache_clear()
     check_compiler()  # the real one is back
+
+
+def test_qlora_layers_compile(tiny_llama_dir):
+    """4-bit bitsandbytes layers (QLoRA on CPU) run inside the compiled parts, same loss."""
+    from raytune_llm.config import load_config
+    from raytune_llm.model.adapter import setup_finetuning
+    from raytune_llm.model.loader import load_model
+
+    cfg = load_config(values={
+        "model_name_or_path": str(tiny_llama_dir), "quantization_bit": 4, "do_train": True,
+        "dataset": "d", "output_dir": "o", "finetuning_type": "lora", "template": "llama3",
+    })  # fmt: skip
+    eager, compiled = (setup_finetuning(load_model(cfg, for_training=True), cfg, for_training=True)
+                       for _ in range(2))  # fmt: skip
+    lora = {k: v for k, v in eager.state_dict().items() if "lora_" in k}
+    assert not compiled.load_state_dict(lora, strict=False).unexpected_keys  # same LoRA weights
+    assert compile_layers(compiled) == 4 * 2
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    batch = torch.tensor([[5, 17, 99, 3, 42, 8, 1]])
+    losses = [m.train()(input_ids=batch, labels=batch).loss for m in (eager, compiled)]
+    for loss in losses:
+        loss.backward()
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] > 0
+    assert losses[1].item() == pytest.approx(losses[0].item(), rel=1e-5)
+    grads = [{n: p.grad for n, p in m.named_parameters() if p.grad is not None}
+             for m in (eager, compiled)]  # fmt: skip
+    assert grads[0].keys() == grads[1].keys() and grads[0]
+    for name, grad in grads[0].items():
+        assert torch.allclose(grads[1][name], grad, rtol=1e-4, atol=1e-6), name

@@ -123,9 +123,14 @@ def test_adapters_continue_or_merge(tiny_llama_dir, tmp_path):
 def test_qlora_4bit_on_cpu(tiny_llama_dir):
     import bitsandbytes as bnb
 
-    cfg = config(tiny_llama_dir, "quantization_bit=4", "do_train=true", "dataset=d", "output_dir=o")
+    cfg = config(tiny_llama_dir, "quantization_bit=4", "do_train=true", "dataset=d", "output_dir=o",
+                 "use_reentrant_gc=false")  # fmt: skip
     model = setup_finetuning(load_model(cfg, for_training=True), cfg, for_training=True)
     assert any(isinstance(m, bnb.nn.Linear4bit) for m in model.modules())
+    # gradient checkpointing, which QLoRA preparation turns on again, keeps use_reentrant_gc
+    layer = model.base_model.model.model.layers[0]
+    assert layer.gradient_checkpointing
+    assert layer._gradient_checkpointing_func.keywords == {"use_reentrant": False}
     names = trained_names(model)
     assert names and all("lora_" in n for n in names)
     batch = torch.tensor([[1, 2, 3, 4, 5]])
