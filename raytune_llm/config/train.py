@@ -158,7 +158,7 @@ class TrainArgs(Section):
         False,
         "Compile the parts of each decoder layer with torch.compile (inductor; CPU workers need "
         "a C++ compiler). Costs a compilation at the start, then runs the layers' element-wise "
-        "work as fused kernels. DDP and FSDP.",
+        "work as fused kernels. With DDP and FSDP, not DeepSpeed.",
     )
 
     # Hub.

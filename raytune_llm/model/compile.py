@@ -18,13 +18,25 @@ per-example loop) are excluded where they are defined and run eagerly between co
 
 from __future__ import annotations
 
+import types
+from collections.abc import Iterable
 from typing import Any
 
 from ..utils.errors import UserError
 
+# Variants a part may need: with and without gradients (evaluation, gradient checkpointing's
+# first pass), a first and dynamic lengths, with and without a mask, the first layer's input
+# that needs no gradient. Past dynamo's default of 8 a function would quietly run uncompiled.
+RECOMPILE_LIMIT = 32
 
-def layer_classes(model: Any) -> set[str]:
-    """The class names of a model's repeated blocks (its ``_no_split_modules``)."""
+
+def layer_classes(model: Any, named: str | Iterable[str] | None = None) -> set[str]:
+    """The class names of a model's repeated blocks: ``named`` when given (a config's
+    ``transformer_layer_cls_to_wrap``), else the model's ``_no_split_modules``."""
+    if isinstance(named, str):
+        named = [named]
+    if named:
+        return set(named)
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     return set(getattr(base, "_no_split_modules", None) or [])
 
@@ -39,13 +51,26 @@ def check_compiler() -> None:
     except (exc.InvalidCxxCompiler, OSError) as err:
         raise UserError(
             "torch_compile: true needs a C++ compiler on CPU workers (inductor builds its "
-            f"kernels with one) and none was found ({err}); install g++ (apt install g++) or "
-            "set CXX, or set torch_compile: false"
+            f"kernels with one) and none was found ({err}); install g++ (apt install g++) on "
+            "every node, or set torch_compile: false"
         ) from None
+
+
+def _computes(module: Any) -> bool:
+    """Whether a layer's child is worth compiling: containers are never called, and modules
+    without parameters (dropout, activations) hold no work of their own."""
+    from torch import nn
+
+    if isinstance(module, nn.ModuleList | nn.ModuleDict):
+        return False
+    return next(module.parameters(), None) is not None
 
 
 def compile_layers(model: Any, classes: set[str] | None = None) -> int:
     """Compile, in place, the ``forward`` of each child module of every decoder layer.
+
+    Each class's ``forward`` is compiled once and bound to each of its modules, so the modules
+    still copy (``copy.deepcopy``: the copy runs its own weights) and pickle.
 
     Args:
         model: a transformers model, PEFT-wrapped or not.
@@ -64,9 +89,14 @@ def compile_layers(model: Any, classes: set[str] | None = None) -> int:
     if not layers:
         raise UserError(
             f"torch_compile: found no decoder layer to compile in {type(model).__name__} "
-            "(its _no_split_modules names none); set torch_compile: false"
+            "(its _no_split_modules names none); name the layer class in "
+            "fsdp_config.transformer_layer_cls_to_wrap, or set torch_compile: false"
         )
-    parts = [part for layer in layers for part in layer.children()]
+    compiled: dict[type, Any] = {}
+    parts = [part for layer in layers for part in layer.children() if _computes(part)]
     for part in parts:
-        part.forward = torch.compile(part.forward)
+        cls = type(part)
+        if cls not in compiled:
+            compiled[cls] = torch.compile(cls.forward, recompile_limit=RECOMPILE_LIMIT)
+        part.forward = types.MethodType(compiled[cls], part)
     return len(parts)

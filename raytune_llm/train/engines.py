@@ -27,6 +27,7 @@ import torch
 import torch.distributed as dist
 
 from ..config import Config
+from ..model.compile import layer_classes
 from ..utils.errors import UserError
 from .optim import build_optimizer, build_scheduler
 
@@ -312,6 +313,14 @@ class DeepSpeedEngine(DDPEngine):
 FSDP_WORDS = ("full_shard", "shard_grad_op", "offload", "auto_wrap")
 
 
+def configured_layer_classes(cfg: Config) -> str | list[str] | None:
+    """The decoder layer class(es) a config names in ``fsdp_config``, if any."""
+    options = cfg.train.fsdp_config or {}
+    return options.get("transformer_layer_cls_to_wrap") or options.get(
+        "fsdp_transformer_layer_cls_to_wrap"
+    )
+
+
 def check_fsdp(words: list[str]) -> None:
     """Refuse FSDP options this engine does not do, naming those it does."""
     unknown = [w for w in words if w not in FSDP_WORDS]
@@ -329,16 +338,7 @@ class FSDPEngine(DDPEngine):
     label = "FSDP2 (fully_shard)"
 
     def _layer_classes(self, model: Any) -> set[str]:
-        options = self.cfg.train.fsdp_config or {}
-        names = options.get("transformer_layer_cls_to_wrap") or options.get(
-            "fsdp_transformer_layer_cls_to_wrap"
-        )
-        if isinstance(names, str):
-            names = [names]
-        if not names:
-            base = model.get_base_model() if hasattr(model, "get_base_model") else model
-            names = list(getattr(base, "_no_split_modules", None) or [])
-        return set(names)
+        return layer_classes(model, configured_layer_classes(self.cfg))
 
     def wrap(self, model: Any) -> None:
         from torch.distributed.fsdp import CPUOffloadPolicy, fully_shard

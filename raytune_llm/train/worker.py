@@ -31,13 +31,13 @@ import torch.distributed as dist
 
 from ..config import Config
 from ..model.adapter import setup_finetuning, trainable_parameters
-from ..model.compile import compile_layers
+from ..model.compile import check_compiler, compile_layers, layer_classes
 from ..model.fused_lora import fuse_lora_linears
 from ..model.loader import compute_dtype, load_model, load_tokenizer
 from ..model.varlen import use_varlen_sdpa
 from .checkpoint import TrainState, load_checkpoint, save_checkpoint
 from .collate import collate
-from .engines import build_engine
+from .engines import build_engine, configured_layer_classes
 from .progress import log_entry
 from .stages import STAGES
 
@@ -83,7 +83,7 @@ class Recipe:
         model = setup_finetuning(model, cfg, for_training=True)
         # DeepSpeed and FSDP gather a module's parameters when it runs: lora_B must run there
         self.fused_lora = fuse_lora_linears(model) if self.engine.name == "ddp" else 0
-        self.compiled = compile_layers(model) if cfg.train.torch_compile else 0
+        self.compiled = self._compile(model) if cfg.train.torch_compile else 0
         self.trainable, self.total = trainable_parameters(model)
         self.attn = getattr(model.config, "_attn_implementation", None) or "sdpa"
         self.engine.wrap(model)
@@ -96,6 +96,13 @@ class Recipe:
         self.clock, self.effective = time.perf_counter(), 0
 
     # ---- helpers -----------------------------------------------------------------------------
+
+    def _compile(self, model: Any) -> int:
+        """torch_compile: compile the parts of each decoder layer (the driver checked its own
+        C++ compiler; a node without one fails here with the same message)."""
+        if self.device.type == "cpu":
+            check_compiler()
+        return compile_layers(model, layer_classes(model, configured_layer_classes(self.cfg)))
 
     def _push(self, entry: dict[str, Any]) -> None:
         if self.rank == 0:

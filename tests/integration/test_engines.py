@@ -66,6 +66,7 @@ def lora_runs(ray_local, tiny_llama_dir, tmp_path_factory):
         "ddp": [],
         "fsdp": ["fsdp=full_shard auto_wrap"],
         "zero2": [f"deepspeed={DS / 'ds_z2_config.json'}"],
+        "fsdp-compiled": ["fsdp=full_shard auto_wrap", "torch_compile=true"],
     }
     return {
         name: (root / name, train(tiny_llama_dir, root / name, *extra))
@@ -77,12 +78,18 @@ def test_lora_engines_train_alike(lora_runs):
     ddp_out, ddp = lora_runs["ddp"]
     assert ddp.steps == 4 and len(losses(ddp)) == 4
     ref = load_file(ddp_out / "adapter_model.safetensors")
-    for name in ("fsdp", "zero2"):
+    for name in ("fsdp", "zero2", "fsdp-compiled"):
         out, result = lora_runs[name]
         assert result.steps == 4
         assert losses(result) == pytest.approx(losses(ddp), rel=1e-4), name
         # The consolidated adapter at the top of output_dir is the DDP run's, to float noise.
         assert_same_weights(load_file(out / "adapter_model.safetensors"), ref)
+
+
+def test_fsdp_compiles_the_parts_of_each_sharded_layer(lora_runs):
+    assert_half(lora_runs["fsdp-compiled"][1].run_info, "FSDP2")
+    assert lora_runs["fsdp-compiled"][1].run_info["compiled_modules"] == 4 * 2
+    assert lora_runs["fsdp"][1].run_info["compiled_modules"] == 0
 
 
 def assert_half(info: dict, label: str) -> None:

@@ -70,6 +70,23 @@ def test_a_new_split_of_examples_does_not_recompile(tiny_llama_dir):
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == graphs
 
 
+def test_a_compiled_model_copies_with_its_own_weights(tiny_llama_dir):
+    """A deep copy (a reference model, an EMA copy) runs its own weights, not the original's."""
+    import copy
+
+    model = _varlen_model(tiny_llama_dir)
+    keys = list(model.state_dict())
+    compile_layers(model)
+    assert list(model.state_dict()) == keys
+    twin = copy.deepcopy(model)
+    with torch.no_grad():
+        for param in twin.model.layers[0].mlp.parameters():
+            param.zero_()
+        x = torch.randn(1, 5, model.config.hidden_size)
+        assert not torch.equal(twin.model.layers[0].mlp(x), model.model.layers[0].mlp(x))
+        assert torch.count_nonzero(twin.model.layers[0].mlp(x)) == 0
+
+
 def test_a_model_without_decoder_layers_is_refused():
     model = torch.nn.Sequential(torch.nn.Linear(4, 4))
     with pytest.raises(UserError, match="found no decoder layer to compile"):

@@ -45,8 +45,9 @@ def test_real_tokens_counts_rows_not_padding():
     assert real_tokens({"input_ids": np.zeros((2, 4))}) == 8
 
 
-def _train_local(tmp_path, model_dir, **values) -> list[dict]:
-    """Train 4 steps in Ray Train's local mode on LENGTHS rows; returns the board's entries."""
+def _train_local(tmp_path, model_dir, *, eval_rows=None, **values) -> list[dict]:
+    """Train 4 steps in Ray Train's local mode on LENGTHS rows (evaluating on ``eval_rows``
+    when given); returns the board's entries."""
     import ray.train
     import torch
     from ray.train.torch import TorchTrainer
@@ -60,7 +61,8 @@ def _train_local(tmp_path, model_dir, **values) -> list[dict]:
     })  # fmt: skip
     rows = [list(range(10, 10 + n)) for n in LENGTHS]
     workers = Workers(1, {"CPU": 1.0}, False, 0.25, 2, "PACK")
-    plan = _plan(cfg, len(rows), workers, False, cfg.data.packing, _engine_plan(cfg, 1))
+    plan = _plan(cfg, len(rows), workers, bool(eval_rows), cfg.data.packing, _engine_plan(cfg, 1))
+    datasets = {"train": Shard(rows)} | ({"eval": Shard(eval_rows)} if eval_rows else {})
     board = Board()
     threads = torch.get_num_threads()
     try:
@@ -69,7 +71,7 @@ def _train_local(tmp_path, model_dir, **values) -> list[dict]:
             train_loop_config={"cfg": cfg, "plan": plan, "board": board},
             scaling_config=ray.train.ScalingConfig(num_workers=0),
             run_config=ray.train.RunConfig(name="local", storage_path=str(tmp_path)),
-            datasets={"train": Shard(rows)},
+            datasets=datasets,
         ).fit()
     finally:
         torch.set_num_threads(threads)
@@ -94,11 +96,15 @@ def test_local_mode_logs_effective_tokens_and_seconds(tiny_llama_dir, tmp_path, 
 
 def test_torch_compile_compiles_each_layer_and_trains_the_same(tiny_llama_dir, tmp_path):
     """torch_compile: true compiles the parts of both decoder layers, runs them compiled (with
-    gradient checkpointing on, as by default, and padding-free rows of changing length whose
-    attention runs per example), and the loss curve is the uncompiled one."""
+    gradient checkpointing on, as by default, padding-free rows of changing length whose
+    attention runs per example, and an evaluation every two steps), and the loss curves are the
+    uncompiled ones."""
     import torch._dynamo
 
-    common = {"packing": False, "disable_gradient_checkpointing": False}
+    evals = [list(range(20, 20 + n)) for n in (6, 11, 3, 8)]
+    common = {"packing": False, "disable_gradient_checkpointing": False, "eval_dataset": "unused",
+              "eval_strategy": "steps", "eval_steps": 2, "per_device_eval_batch_size": 2,
+              "eval_rows": evals}  # fmt: skip
     eager = _train_local(tmp_path / "eager", tiny_llama_dir, **common)
     torch._dynamo.reset()
     torch._dynamo.utils.counters.clear()
@@ -108,6 +114,9 @@ def test_torch_compile_compiles_each_layer_and_trains_the_same(tiny_llama_dir, t
     # per layer: self_attn, mlp and the two RMSNorms
     assert start["compiled_modules"] == 4 * 2
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 4
-    losses = [[e["loss"] for e in run if e["kind"] == "log"] for run in (eager, compiled)]
-    assert len(losses[1]) == 4
-    assert losses[1] == pytest.approx(losses[0], rel=1e-4)
+    for key, count in (("loss", 4), ("eval_loss", 2)):
+        curves = [
+            [e[key] for e in run if e["kind"] == "log" and key in e] for run in (eager, compiled)
+        ]
+        assert len(curves[1]) == count
+        assert curves[1] == pytest.approx(curves[0], rel=1e-4)
