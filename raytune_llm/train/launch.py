@@ -13,6 +13,8 @@ import math
 import os
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -301,6 +303,39 @@ def not_yet_available(cfg: Config) -> list[str]:
     return out
 
 
+def worker_user_error(exc: BaseException) -> UserError | None:
+    """The UserError a Ray Train worker raised, inside ``fit``'s exception, or None.
+
+    Ray Train gathers each worker's exception in ``WorkerGroupError.worker_failures``; Ray may
+    wrap it again (``cause``, ``__cause__``).
+    """
+    todo, seen = [exc], set()
+    while todo:
+        current = todo.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, UserError):
+            return current
+        todo.extend(getattr(current, "worker_failures", {}).values())
+        cause = getattr(current, "cause", None)
+        todo.extend([cause if isinstance(cause, BaseException) else None, current.__cause__])
+    return None
+
+
+@contextmanager
+def surface_worker_errors() -> Iterator[None]:
+    """Re-raise a worker's UserError (a mistake only a worker sees: a layer class, a missing
+    compiler) as itself, so the CLI prints its message instead of Ray's report."""
+    try:
+        yield
+    except Exception as exc:
+        found = worker_user_error(exc)
+        if found is None or found is exc:
+            raise
+        raise found from None
+
+
 def _quiet_ray() -> None:
     """The driver's progress bar is the run's one progress display: no Ray Data bars or logs."""
     import logging
@@ -414,6 +449,7 @@ def run_training(
         with (
             DriverLog(board, out, show_bar=bar, trackers=trackers) as log,
             surface_data_errors(),
+            surface_worker_errors(),
         ):
             result = trainer.fit()
     except BaseException:

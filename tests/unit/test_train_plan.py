@@ -137,3 +137,26 @@ def test_what_this_version_cannot_train_is_named():
     for fragment in ("stage dpo", "do_train is false", "quantization_bit with FSDP or ZeRO-3",
                      "torch_compile with DeepSpeed (compile with DDP or FSDP)"):  # fmt: skip
         assert fragment in missing
+
+
+def test_a_workers_user_error_reaches_the_cli_as_itself():
+    """A mistake only a worker sees (a layer class, a missing compiler) fails the run with its
+    own message, not Ray Train's report of worker failures."""
+    from ray.exceptions import RayTaskError
+    from ray.train import WorkerGroupError
+
+    from raytune_llm.train.launch import surface_worker_errors, worker_user_error
+
+    mistake = UserError("fsdp: found no layer to shard")
+    wrapped = RayTaskError("train_fn", "traceback text", mistake)
+    failure = WorkerGroupError("rank 0 failed", {0: RuntimeError("lost"), 1: wrapped})
+    assert worker_user_error(failure) is mistake
+    assert worker_user_error(WorkerGroupError("x", {0: RuntimeError("lost")})) is None
+    with (
+        pytest.raises(UserError, match="found no layer to shard") as caught,
+        surface_worker_errors(),
+    ):
+        raise failure
+    assert caught.value is mistake and caught.value.__suppress_context__
+    with pytest.raises(WorkerGroupError), surface_worker_errors():  # no UserError: as it was
+        raise WorkerGroupError("x", {0: RuntimeError("lost")})
