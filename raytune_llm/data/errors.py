@@ -11,12 +11,11 @@ reader keeps one per file and hands it to a counter actor (see ``readers``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
-from ..utils.errors import UserError
+from ..utils.errors import UserError, find_error, surfaced
 
 logger = logging.getLogger(__name__)
 
@@ -67,39 +66,13 @@ def _rebuild(cls: type[DataError], reason: str, where: Location | str | None) ->
 
 
 def find_data_error(exc: BaseException) -> DataError | None:
-    """Return the :class:`DataError` inside an exception raised through Ray, or None.
-
-    Ray re-raises a task's exception as ``RayTaskError(DataError)`` whose ``cause`` is the
-    original; other wrappers keep it as ``__cause__``.
-    """
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        cause = getattr(current, "cause", None)
-        if isinstance(cause, DataError):
-            return cause
-        if isinstance(current, DataError):
-            return current
-        current = cause if isinstance(cause, BaseException) else current.__cause__
-    return None
+    """Return the :class:`DataError` inside an exception raised through Ray, or None."""
+    return find_error(exc, DataError)
 
 
-@contextmanager
-def surface_data_errors() -> Iterator[None]:
+def surface_data_errors() -> AbstractContextManager[None]:
     """Re-raise a :class:`DataError` hidden in a Ray exception as itself (no remote traceback)."""
-    try:
-        yield
-    except DataError as exc:
-        found = find_data_error(exc)
-        if found is None or found is exc:
-            raise
-        raise found from None
-    except Exception as exc:
-        found = find_data_error(exc)
-        if found is None:
-            raise
-        raise found from None
+    return surfaced(DataError)
 
 
 class BadRecords:

@@ -13,8 +13,6 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +24,7 @@ from ..data.pipeline import check_data, packing_on, prepare_data
 from ..model.compile import check_compiler
 from ..model.loader import load_model_config, load_tokenizer
 from ..utils.cluster import connect
-from ..utils.errors import NotAvailableError, UserError
+from ..utils.errors import NotAvailableError, UserError, surfaced
 from .checkpoint import export_final
 from .engines import (
     check_fsdp,
@@ -303,39 +301,6 @@ def not_yet_available(cfg: Config) -> list[str]:
     return out
 
 
-def worker_user_error(exc: BaseException) -> UserError | None:
-    """The UserError a Ray Train worker raised, inside ``fit``'s exception, or None.
-
-    Ray Train gathers each worker's exception in ``WorkerGroupError.worker_failures``; Ray may
-    wrap it again (``cause``, ``__cause__``).
-    """
-    todo, seen = [exc], set()
-    while todo:
-        current = todo.pop()
-        if current is None or id(current) in seen:
-            continue
-        seen.add(id(current))
-        if isinstance(current, UserError):
-            return current
-        todo.extend(getattr(current, "worker_failures", {}).values())
-        cause = getattr(current, "cause", None)
-        todo.extend([cause if isinstance(cause, BaseException) else None, current.__cause__])
-    return None
-
-
-@contextmanager
-def surface_worker_errors() -> Iterator[None]:
-    """Re-raise a worker's UserError (a mistake only a worker sees: a layer class, a missing
-    compiler) as itself, so the CLI prints its message instead of Ray's report."""
-    try:
-        yield
-    except Exception as exc:
-        found = worker_user_error(exc)
-        if found is None or found is exc:
-            raise
-        raise found from None
-
-
 def _quiet_ray() -> None:
     """The driver's progress bar is the run's one progress display: no Ray Data bars or logs."""
     import logging
@@ -448,8 +413,7 @@ def run_training(
         bar = show_bar and not cfg.train.disable_tqdm
         with (
             DriverLog(board, out, show_bar=bar, trackers=trackers) as log,
-            surface_data_errors(),
-            surface_worker_errors(),
+            surfaced(UserError),  # a data or config mistake a worker found: its own message
         ):
             result = trainer.fit()
     except BaseException:

@@ -145,18 +145,18 @@ def test_a_workers_user_error_reaches_the_cli_as_itself():
     from ray.exceptions import RayTaskError
     from ray.train import WorkerGroupError
 
-    from raytune_llm.train.launch import surface_worker_errors, worker_user_error
+    from raytune_llm.utils.errors import find_error, surfaced
 
     mistake = UserError("fsdp: found no layer to shard")
     wrapped = RayTaskError("train_fn", "traceback text", mistake)
     failure = WorkerGroupError("rank 0 failed", {0: RuntimeError("lost"), 1: wrapped})
-    assert worker_user_error(failure) is mistake
-    assert worker_user_error(WorkerGroupError("x", {0: RuntimeError("lost")})) is None
+    assert find_error(failure, UserError) is mistake
+    assert find_error(WorkerGroupError("x", {0: RuntimeError("lost")}), UserError) is None
     with (
         pytest.raises(UserError, match="found no layer to shard") as caught,
-        surface_worker_errors(),
+        surfaced(UserError),
     ):
         raise failure
     assert caught.value is mistake and caught.value.__suppress_context__
-    with pytest.raises(WorkerGroupError), surface_worker_errors():  # no UserError: as it was
+    with pytest.raises(WorkerGroupError), surfaced(UserError):  # no UserError: as it was
         raise WorkerGroupError("x", {0: RuntimeError("lost")})
