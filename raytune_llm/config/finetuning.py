@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from .base import CommaList, Section, doc
 
-STAGES = ("pt", "sft", "rm", "ppo", "dpo", "kto", "orpo")
-"""Training stages; ``raytune_llm.train`` keeps one module per stage (a test checks they agree)."""
-
 Stage = Literal["pt", "sft", "rm", "ppo", "dpo", "kto", "orpo"]
+
+STAGES: tuple[str, ...] = get_args(Stage)
+"""Every stage the config accepts: the one list. ``raytune_llm.data.stages.STAGE_DATA`` has an
+entry for each and ``raytune_llm.train.stages.STAGES`` one for each trainable stage (a test
+checks the three agree)."""
+
+TRAINABLE_STAGES = ("pt", "sft", "rm", "dpo", "kto", "orpo")
+"""The stages this version trains (the keys of raytune_llm.train.stages.STAGES); a config with
+another stage validates but ``raytune-llm train`` refuses it (config.available)."""
 
 
 class FinetuningArgs(Section):
@@ -71,7 +77,7 @@ class FinetuningArgs(Section):
     )
 
     # Preference stages.
-    pref_beta: float = doc(0.1, "beta of the preference loss (DPO, KTO, ORPO, SimPO).", ge=0)
+    pref_beta: float = doc(0.1, "beta of the preference loss (DPO, KTO, ORPO, SimPO).", gt=0)
     pref_ftx: float = doc(0.0, "Weight of the supervised loss added to the DPO loss.", ge=0)
     pref_bco_weight: float = doc(
         0.0, "Weight of the Binary Classifier Optimization term in DPO.", ge=0
@@ -80,7 +86,9 @@ class FinetuningArgs(Section):
         None, "LD-DPO: weight of the log-probabilities of tokens past the shared length.", ge=0
     )
     pref_loss: Literal["sigmoid", "hinge", "ipo", "kto_pair", "orpo", "simpo"] = doc(
-        "sigmoid", "DPO-family loss: sigmoid (DPO), hinge, ipo, kto_pair, orpo or simpo."
+        "sigmoid",
+        "Stage dpo's loss: sigmoid (DPO), hinge, ipo, kto_pair, orpo or simpo (orpo and simpo "
+        "need no reference model).",
     )
     dpo_label_smoothing: float = doc(
         0.0, "Robust DPO label smoothing, between 0 and 0.5.", ge=0, le=0.5

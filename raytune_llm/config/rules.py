@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from .config import Config
+from .tune import tune_problems
 
 Rule = Callable[[Config], Iterator[tuple[str, str]]]
 RULES: list[Rule] = []
@@ -121,6 +122,7 @@ def _stages(cfg: Config) -> Iterator[tuple[str, str]]:
         yield "mask_history", "cannot be used with train_on_prompt"
     if ft.stage == "sft" and cfg.train.do_predict and not cfg.train.predict_with_generate:
         yield "predict_with_generate", "do_predict with stage sft needs predict_with_generate: true"
+    yield from _preference(cfg)
     if ft.dpo_label_smoothing > 0 and ft.pref_loss != "sigmoid":
         yield "dpo_label_smoothing", f"only works with pref_loss sigmoid, got {ft.pref_loss}"
     if ft.stage == "ppo" and ft.reward_model_type == "lora" and ft.finetuning_type != "lora":
@@ -131,6 +133,33 @@ def _stages(cfg: Config) -> Iterator[tuple[str, str]]:
                 yield key, f"only works with finetuning_type lora, got {ft.finetuning_type}"
     if ft.freeze_trainable_layers == 0:
         yield "freeze_trainable_layers", "must not be 0 (positive: last layers, negative: first)"
+
+
+PREFERENCE_LOSSES = {"dpo": ("sigmoid", "hinge", "ipo", "kto_pair", "orpo", "simpo"),
+                     "orpo": ("orpo",)}  # fmt: skip
+REFERENCE_STAGES = ("dpo", "kto", "ppo")
+
+
+def _preference(cfg: Config) -> Iterator[tuple[str, str]]:
+    """The preference keys against the stage (pref_loss, packing, the reference model)."""
+    ft, data, given = cfg.finetuning, cfg.data, cfg.user_keys
+    if "pref_loss" in given:
+        valid = PREFERENCE_LOSSES.get(ft.stage, ())
+        if ft.pref_loss not in valid:
+            why = f"valid for stage {ft.stage}: {', '.join(valid)}" if valid else (
+                f"stage {ft.stage} takes no pref_loss; it is for stage dpo "
+                f"({', '.join(PREFERENCE_LOSSES['dpo'])}) and orpo")  # fmt: skip
+            yield "pref_loss", f"got {ft.pref_loss!r}; {why}"
+    if data.packing and ft.stage not in ("pt", "sft"):
+        yield "packing", f"stage {ft.stage} trains on whole examples; remove packing: true"
+    free = ft.stage == "orpo" or (ft.stage == "dpo" and ft.pref_loss in ("orpo", "simpo"))
+    uses_reference = ft.stage in REFERENCE_STAGES and not free
+    for key in ("ref_model", "ref_model_adapters", "ref_model_quantization_bit"):
+        if getattr(ft, key) and not uses_reference:
+            loss = f" with pref_loss {ft.pref_loss}" if ft.stage == "dpo" else ""
+            yield key, f"stage {ft.stage}{loss} uses no reference model; remove {key}"
+    if (ft.ref_model_adapters or ft.ref_model_quantization_bit) and not ft.ref_model:
+        yield "ref_model", "ref_model_adapters and ref_model_quantization_bit need a ref_model"
 
 
 @rule
@@ -154,6 +183,26 @@ def _export(cfg: Config) -> Iterator[tuple[str, str]]:
     ex = cfg.export
     if ex.export_quantization_bit and not ex.export_quantization_dataset:
         yield "export_quantization_dataset", "export_quantization_bit needs a calibration dataset"
+    if ex.export_quantization_bit and cfg.model.adapter_name_or_path:
+        yield (
+            "export_quantization_bit",
+            "cannot quantize together with adapters: export the merged model first (without "
+            "export_quantization_bit), then quantize that export_dir as model_name_or_path",
+        )
+    if ex.export_format == "gguf":
+        if ex.export_quantization_bit:
+            yield (
+                "export_quantization_bit",
+                "is GPTQ, which gguf does not hold; choose a gguf type with export_gguf_type "
+                "(q8_0, q4_0, f16, bf16, f32) instead",
+            )
+        if ex.export_legacy_format:
+            yield "export_legacy_format", "writes .bin files; it cannot go with export_format gguf"
+
+
+@rule
+def _tune(cfg: Config) -> Iterator[tuple[str, str]]:
+    yield from tune_problems(cfg)
 
 
 def cross_check(cfg: Config) -> list[tuple[str, str]]:

@@ -5,7 +5,7 @@ Canonical records are plain dicts whose strings are never None::
     Message      {"role": "user" | "assistant" | "system" | "function" | "observation",
                   "content": str}
     sft, ppo     {"messages": [Message, ...], "system": str, "tools": str}
-    rm, dpo, orpo, simpo (ranking data)
+    rm, dpo, orpo (ranking data)
                  {"prompt": [Message, ...], "chosen": Message, "rejected": Message,
                   "system": str, "tools": str}
     kto          {"prompt": [Message, ...], "completion": Message, "label": bool,
@@ -28,15 +28,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ..config import STAGES
 from ..config.errors import did_you_mean
 from .errors import Counter, DataError, Location, skip_or_raise
 from .readers import unpack_row
 from .registry import DatasetSpec
+from .stages import STAGE_DATA, stages_reading
 
 Message = dict[str, str]
 Record = dict[str, Any]
-STAGES = ("pt", "sft", "rm", "ppo", "dpo", "kto", "orpo", "simpo")
-RANKING_STAGES = ("rm", "dpo", "orpo", "simpo")
 USER_SIDE, ANSWER_SIDE = ("user", "observation"), ("assistant", "function")
 
 
@@ -52,7 +52,9 @@ def check_stage(spec: DatasetSpec, stage: str) -> None:
         raise DataError(f"unknown stage '{stage}'{did_you_mean(stage, STAGES)}; valid: {valid}")
     problem = _stage_problem(spec, stage)
     if problem is None and spec.formatting == "alpaca":
-        needs = {"pt": "prompt", "sft": "response", "kto": "response"}.get(stage)
+        needs = {"text": "prompt", "conversation": "response", "kto": "response"}.get(
+            STAGE_DATA[stage].record
+        )
         if needs and getattr(c, needs) is None:
             problem = f"stage {stage} reads columns.{needs}, which this entry leaves unset"
     if problem is None and spec.formatting != "alpaca":
@@ -68,29 +70,35 @@ def check_stage(spec: DatasetSpec, stage: str) -> None:
 
 def _stage_problem(spec: DatasetSpec, stage: str) -> str | None:
     c = spec.columns
-    ranking = ", ".join(RANKING_STAGES)
-    if spec.ranking and stage not in RANKING_STAGES:
+    ranked = _reads(stage, "ranking")
+    ranking = ", ".join(stages_reading("ranking"))
+    if spec.ranking and not ranked:
         return (
             f"ranking (pairwise) data cannot be used with stage {stage}; it suits stages "
             f"{ranking}: set one of them, or use a dataset without ranking: true"
         )
-    if not spec.ranking and stage in RANKING_STAGES:
+    if not spec.ranking and ranked:
         return (
             f"stage {stage} needs ranking (pairwise) data: an entry with ranking: true and "
             "chosen/rejected columns; this one is not ranking"
         )
     if spec.ranking and not (c.chosen and c.rejected):
         return "ranking data needs columns.chosen and columns.rejected"
-    if stage == "kto" and not c.kto_tag:
+    if _reads(stage, "kto") and not c.kto_tag:
         return "stage kto needs a kto_tag column (true/false feedback); set columns.kto_tag"
-    if stage == "sft" and c.kto_tag:
+    if _reads(stage, "conversation") and c.kto_tag:
         return "this is KTO data (columns.kto_tag): use it with stage kto, not sft"
-    if stage == "pt" and spec.formatting != "alpaca":
+    if _reads(stage, "text") and spec.formatting != "alpaca":
         return (
             f"stage pt reads alpaca data ({spec.formatting} is not supported for pre-training); "
             "use formatting alpaca with columns: {prompt: <text column>}"
         )
     return None
+
+
+def _reads(stage: str, record: str) -> bool:
+    """Whether ``stage`` reads canonical records of this kind (see ``STAGE_DATA``)."""
+    return STAGE_DATA[stage].record == record
 
 
 def convert(
@@ -161,19 +169,19 @@ def _from_alpaca(record: Record, spec: DatasetSpec, stage: str, where: Any, tool
     prompt = _history(record, spec, where)
     parts = [_text(record, c.prompt, "prompt", where, needed=True), _text(record, c.query, "query")]
     prompt.append(_msg("user", "\n".join(p for p in parts if p)))  # LLaMA-Factory: prompt\nquery
-    if stage == "pt":
+    if _reads(stage, "text"):
         return {"text": prompt[0]["content"]}
     system = _text(record, c.system, "system", where) or ""
-    if stage in RANKING_STAGES:
+    if _reads(stage, "ranking"):
         chosen = _text(record, c.chosen, "chosen", where, needed=True, null=False)
         rejected = _text(record, c.rejected, "rejected", where, needed=True, null=False)
         return _pairwise(
             prompt, _msg("assistant", chosen), _msg("assistant", rejected), system, tools
         )
     answer = _text(
-        record, c.response, "response", where, needed=stage != "ppo", null=stage == "ppo"
+        record, c.response, "response", where, needed=not _reads(stage, "prompt"), null=_reads(stage, "prompt")
     )
-    if stage == "kto":
+    if _reads(stage, "kto"):
         label = _label(record, spec, where)
         return _kto(prompt, _msg("assistant", answer), label, system, tools)
     messages = [*prompt, _msg("assistant", answer)] if answer is not None else prompt
@@ -226,7 +234,7 @@ def _from_chat(record: Record, spec: DatasetSpec, stage: str, where: Any, tools:
             _sharegpt_message(turns[i], labels[i], spec, where) for i in range(start, len(turns))
         ]
     _check_order(messages, c.messages, start, spec, where)
-    if stage in RANKING_STAGES:
+    if _reads(stage, "ranking"):
         if len(messages) % 2 == 0:
             reason = "ranking data must end with a user-side turn (chosen/rejected are the answers)"
             raise DataError(_ending(reason, messages, c.messages), where=where)
@@ -236,7 +244,7 @@ def _from_chat(record: Record, spec: DatasetSpec, stage: str, where: Any, tools:
     if not messages or len(messages) % 2:
         reason = "the conversation must end with an assistant-side turn (the answer)"
         raise DataError(_ending(reason, messages, c.messages), where=where)
-    if stage == "kto":
+    if _reads(stage, "kto"):
         return _kto(messages[:-1], messages[-1], _label(record, spec, where), system, tools)
     return {"messages": messages, "system": system, "tools": tools}
 

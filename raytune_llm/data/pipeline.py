@@ -31,6 +31,7 @@ from .converters import check_stage, convert
 from .errors import DataError, skip_or_raise
 from .readers import new_bad_record_counter, read_dataset, unpack_row
 from .registry import DatasetSpec, resolve_datasets
+from .stages import STAGE_DATA
 
 if TYPE_CHECKING:
     import ray.data
@@ -163,41 +164,20 @@ class Tokenize:
                 yield out
 
     def _window(self, batch: Any) -> dict[str, list]:
-        from . import tokenize as tk
-
         tokenizer, template = text_tools(self.settings, self.factory)
-        s = self.settings
+        entry = STAGE_DATA[self.settings.stage]
         examples = [pickle.loads(b) for b in batch.column("_example").to_pylist()]
-        wheres = batch.column("_where").to_pylist()
-        if s.stage == "pt":
-            rows = tk.encode_pretrain([e["text"] for e in examples], tokenizer, template=template)
-            return _columns(rows)
-        if s.stage == "kto":
-            return _columns(tk.encode_kto_batch(examples, template, tokenizer, s.cutoff_len))
+        if entry.encode_window is not None:
+            return _columns(entry.encode_window(examples, template, tokenizer, self.settings))
         rows = []
+        wheres = batch.column("_where").to_pylist()
         for example, where in zip(examples, wheres, strict=True):
             try:
-                rows.append(self._encode(tk, example, tokenizer, template))
+                rows.append(entry.encode_one(example, template, tokenizer, self.settings))
             except DataError as error:
                 located = DataError(error.reason, where=where)
                 skip_or_raise(located, self.skip_bad, self.counter)
         return _columns(rows)
-
-    def _encode(self, tk: Any, example: dict, tokenizer: Any, template: Any) -> dict[str, Any]:
-        s = self.settings
-        if s.stage in ("rm", "dpo", "orpo"):
-            return tk.encode_pairwise(example, template, tokenizer, s.cutoff_len)
-        if s.stage == "ppo":
-            return tk.encode_unsupervised(example, template, tokenizer, s.cutoff_len)
-        return tk.encode_supervised(
-            example,
-            template,
-            tokenizer,
-            s.cutoff_len,
-            train_on_prompt=s.train_on_prompt,
-            mask_history=s.mask_history,
-            count_cut=True,
-        )
 
 
 def _columns(rows: list[dict[str, Any]]) -> dict[str, list]:
@@ -225,7 +205,7 @@ class Pack:
     def _window(self, batch: dict[str, Any]) -> dict[str, list]:
         from .packing import chunk_pretrain, pack_batch
 
-        if self.stage == "pt":
+        if STAGE_DATA[self.stage].record == "text":
             examples = [
                 {"input_ids": list(i), "labels": list(label)}
                 for i, label in zip(batch["input_ids"], batch["labels"], strict=True)
@@ -351,8 +331,11 @@ def _check_template(name: str | None) -> None:
 
 
 def packing_on(cfg: Config) -> bool:
-    """Whether examples are packed: the config's packing, by default only for stage pt."""
+    """Whether examples are packed: the config's packing (by default only for stage pt), for
+    the stages whose examples may be packed (the preference stages' never are)."""
     d = cfg.data
+    if not STAGE_DATA[cfg.finetuning.stage].packs:
+        return False
     return bool(
         d.neat_packing or (d.packing if d.packing is not None else cfg.finetuning.stage == "pt")
     )

@@ -72,7 +72,13 @@ def _weights(folder: Path, stem: str) -> dict[str, torch.Tensor]:
 
 
 def load_weights(model: Any, folder: Path) -> None:
-    """Load a checkpoint's adapter or full model weights into the (unwrapped) model."""
+    """Load a checkpoint's adapter or full model weights into the (unwrapped) model (and a
+    reward model's value head)."""
+    if hasattr(model, "v_head"):
+        from ..model.value_head import load_value_head
+
+        load_value_head(model, folder)
+        model = model.lm
     if (folder / "adapter_model.safetensors").is_file():
         from peft import set_peft_model_state_dict
 

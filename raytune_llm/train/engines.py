@@ -18,7 +18,6 @@ ranks' folders are merged into one by ``ray.train.report``.
 from __future__ import annotations
 
 import copy
-import json
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
@@ -27,9 +26,11 @@ import torch
 import torch.distributed as dist
 
 from ..config import Config
+from ..config.deepspeed import zero_stage
 from ..model.compile import layer_classes
 from ..utils.errors import UserError
 from .optim import build_optimizer, build_scheduler
+from .plan import RunPlan
 
 
 def unwrap(model: Any) -> Any:
@@ -57,7 +58,7 @@ class DDPEngine:
     name = "ddp"
     label = "DDP"
 
-    def __init__(self, cfg: Config, plan: dict[str, Any], rank: int, world: int):
+    def __init__(self, cfg: Config, plan: RunPlan, rank: int, world: int):
         self.cfg, self.plan, self.rank, self.world = cfg, plan, rank, world
         self.model: Any = None
         self.optimizer: Any = None
@@ -77,7 +78,7 @@ class DDPEngine:
             model, parallel_strategy=strategy, parallel_strategy_kwargs=kwargs
         )
         self.optimizer = build_optimizer(self.model, self.cfg)
-        self.scheduler = build_scheduler(self.optimizer, self.cfg, self.plan["total_steps"])
+        self.scheduler = build_scheduler(self.optimizer, self.cfg, self.plan.total_steps)
 
     @property
     def inner(self) -> Any:
@@ -221,18 +222,14 @@ def _walk(tree: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
     return items
 
 
-def zero_stage(config: dict[str, Any]) -> int:
-    return int(config.get("zero_optimization", {}).get("stage", 0))
-
-
 class DeepSpeedEngine(DDPEngine):
     """DeepSpeed ZeRO 0–3 (with CPU offload where the JSON asks for it)."""
 
     name = "deepspeed"
 
-    def __init__(self, cfg: Config, plan: dict[str, Any], rank: int, world: int):
+    def __init__(self, cfg: Config, plan: RunPlan, rank: int, world: int):
         super().__init__(cfg, plan, rank, world)
-        self.config = fill_deepspeed_config(plan["deepspeed"], cfg, world, plan.get("hidden_size"))
+        self.config = fill_deepspeed_config(plan.deepspeed or {}, cfg, world, plan.hidden_size)
         self.stage = zero_stage(self.config)
         self.label = f"DeepSpeed ZeRO-{self.stage}"
         self._hf_config: Any = None
@@ -256,7 +253,7 @@ class DeepSpeedEngine(DDPEngine):
         optimizer = None
         if "optimizer" not in self.config:
             optimizer = build_optimizer(model, self.cfg)
-        total = self.plan["total_steps"]
+        total = self.plan.total_steps
 
         def schedule(opt: Any) -> Any:
             return build_scheduler(opt, self.cfg, total)
@@ -310,25 +307,12 @@ class DeepSpeedEngine(DDPEngine):
 # ---- FSDP2 -------------------------------------------------------------------------------------
 
 
-FSDP_WORDS = ("full_shard", "shard_grad_op", "offload", "auto_wrap")
-
-
 def configured_layer_classes(cfg: Config) -> str | list[str] | None:
     """The decoder layer class(es) a config names in ``fsdp_config``, if any."""
     options = cfg.train.fsdp_config or {}
     return options.get("transformer_layer_cls_to_wrap") or options.get(
         "fsdp_transformer_layer_cls_to_wrap"
     )
-
-
-def check_fsdp(words: list[str]) -> None:
-    """Refuse FSDP options this engine does not do, naming those it does."""
-    unknown = [w for w in words if w not in FSDP_WORDS]
-    if unknown:
-        raise UserError(
-            f"fsdp: {', '.join(unknown)} is not supported; valid: {', '.join(FSDP_WORDS)} "
-            "(hybrid_shard: run one worker per node with full_shard, or use DeepSpeed)"
-        )
 
 
 class FSDPEngine(DDPEngine):
@@ -343,8 +327,7 @@ class FSDPEngine(DDPEngine):
     def wrap(self, model: Any) -> None:
         from torch.distributed.fsdp import CPUOffloadPolicy, fully_shard
 
-        words = self.cfg.train.fsdp
-        check_fsdp(words)
+        words = self.cfg.train.fsdp  # config.train.FSDP_WORDS, checked at load
         device = next(model.parameters()).device
         options: dict[str, Any] = {"reshard_after_forward": "shard_grad_op" not in words}
         if "offload" in words:
@@ -361,7 +344,7 @@ class FSDPEngine(DDPEngine):
         fully_shard(model, **options)
         self.model = model
         self.optimizer = build_optimizer(model, self.cfg)
-        self.scheduler = build_scheduler(self.optimizer, self.cfg, self.plan["total_steps"])
+        self.scheduler = build_scheduler(self.optimizer, self.cfg, self.plan.total_steps)
 
     def micro_batch(self, last: bool) -> AbstractContextManager:
         self.model.set_requires_gradient_sync(last)
@@ -420,18 +403,5 @@ def engine_name(cfg: Config) -> str:
     return "ddp"
 
 
-def read_deepspeed_config(cfg: Config) -> dict[str, Any] | None:
-    """The DeepSpeed JSON as a mapping, read on the driver (workers run in another folder)."""
-    value = cfg.train.deepspeed
-    if not value:
-        return None
-    if isinstance(value, dict):
-        return dict(value)
-    try:
-        return json.loads(Path(value).expanduser().read_text())
-    except (OSError, ValueError) as err:
-        raise UserError(f"deepspeed: cannot read {value}: {err}") from None
-
-
-def build_engine(cfg: Config, plan: dict[str, Any], rank: int, world: int) -> DDPEngine:
-    return ENGINES[plan["engine"]](cfg, plan, rank, world)
+def build_engine(cfg: Config, plan: RunPlan, rank: int, world: int) -> DDPEngine:
+    return ENGINES[plan.engine](cfg, plan, rank, world)

@@ -18,24 +18,20 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Config
+from ..config.available import check_trainable
+from ..config.deepspeed import read_deepspeed_config, zero_stage
 from ..config.paths import make_paths_absolute
 from ..data.errors import surface_data_errors
 from ..data.pipeline import check_data, packing_on, prepare_data
 from ..model.compile import check_compiler
 from ..model.loader import load_model_config, load_tokenizer
 from ..utils.cluster import connect
-from ..utils.errors import NotAvailableError, UserError, surfaced
+from ..utils.errors import UserError, surfaced
 from .checkpoint import export_final
-from .engines import (
-    check_fsdp,
-    engine_name,
-    fill_deepspeed_config,
-    read_deepspeed_config,
-    zero_stage,
-)
+from .engines import engine_name, fill_deepspeed_config
 from .hub import check_hub, push_output
+from .plan import RunPlan
 from .progress import DriverLog, ProgressBoard, plot_loss
-from .stages import STAGES
 from .trackers import build_trackers
 
 
@@ -216,7 +212,7 @@ def output_policy(cfg: Config) -> tuple[Path, str, Path | None]:
 
 def _plan(
     cfg: Config, n_train: int, workers: Workers, has_eval: bool, packed: bool, engine: dict
-) -> dict:
+) -> RunPlan:
     t = cfg.train
     per_worker = n_train // workers.num_workers
     micro_per_epoch = per_worker // t.per_device_train_batch_size
@@ -227,15 +223,15 @@ def _plan(
         )
     steps_per_epoch = math.ceil(micro_per_epoch / t.gradient_accumulation_steps)
     total = t.max_steps if t.max_steps > 0 else math.ceil(steps_per_epoch * t.num_train_epochs)
-    return {
-        "total_steps": total,
-        "micro_per_epoch": micro_per_epoch,
-        "threads": workers.threads,
-        "packed": packed,
-        "has_eval": has_eval,
-        "resume_from": cfg.train.resume_from_checkpoint,
+    return RunPlan(
+        total_steps=total,
+        micro_per_epoch=micro_per_epoch,
+        threads=workers.threads,
+        packed=packed,
+        has_eval=has_eval,
+        resume_from=cfg.train.resume_from_checkpoint,
         **engine,
-        "info": {
+        info={
             "num_examples": n_train,
             "num_epochs": t.num_train_epochs if t.max_steps <= 0 else total / steps_per_epoch,
             "batch_size": t.per_device_train_batch_size,
@@ -243,15 +239,13 @@ def _plan(
             "accumulation": t.gradient_accumulation_steps,
             "total_steps": total,
         },
-    }
+    )
 
 
 def _engine_plan(cfg: Config, world: int) -> dict[str, Any]:
     """The engine and its settings, checked on the driver so that mistakes surface before Ray
     starts any worker (the DeepSpeed JSON is read here: workers run in another folder)."""
     name = engine_name(cfg)
-    if name == "fsdp":
-        check_fsdp(cfg.train.fsdp)
     if name != "deepspeed":
         return {"engine": name}
     raw = read_deepspeed_config(cfg) or {}
@@ -275,30 +269,6 @@ def _engine_words(engine: dict[str, Any]) -> str:
     if engine["engine"] == "deepspeed":
         return f"DeepSpeed ZeRO-{engine['zero_stage']}"
     return {"fsdp": "FSDP", "ddp": "DDP"}[engine["engine"]]
-
-
-def not_yet_available(cfg: Config) -> list[str]:
-    """What the config asks for that this version does not do yet, each with what to do."""
-    t, out = cfg.train, []
-    if cfg.finetuning.stage not in STAGES:
-        out.append(f"stage {cfg.finetuning.stage} (stages now: {', '.join(STAGES)})")
-    if not t.do_train and not t.do_predict:
-        out.append("do_train is false: set do_train: true (evaluation alone comes with eval)")
-    sharded = t.fsdp or (t.deepspeed and zero_stage(read_deepspeed_config(cfg) or {}) == 3)
-    if cfg.model.quantization_bit and sharded:
-        out.append("quantization_bit with FSDP or ZeRO-3 (QLoRA trains with DDP or ZeRO 0-2)")
-    if t.torch_compile and t.deepspeed:
-        out.append("torch_compile with DeepSpeed (compile with DDP or FSDP)")
-    if "swanlab" in t.report_to:
-        out.append("report_to swanlab (use tensorboard, wandb or mlflow)")
-    if t.do_predict:
-        out.append(
-            "do_predict: run `raytune-llm predict CONFIG` (after training with do_predict: false, "
-            "with adapter_name_or_path or model_name_or_path set to the trained output_dir)"
-            if t.do_train
-            else "do_predict: this config predicts; run `raytune-llm predict CONFIG`"
-        )
-    return out
 
 
 def _quiet_ray() -> None:
@@ -342,9 +312,7 @@ def run_training(
 
     from .worker import train_loop_per_worker
 
-    missing = not_yet_available(cfg)
-    if missing:
-        raise NotAvailableError("this version cannot train this config yet: " + "; ".join(missing))
+    check_trainable(cfg)  # what this version cannot train yet (config.available)
     # A tracker not installed, or a hub that cannot take the upload, is refused before Ray
     # starts or a training step is spent.
     trackers = build_trackers(cfg)

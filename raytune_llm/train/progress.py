@@ -202,14 +202,17 @@ def log_entry(step: int, total: int, epoch: float, started: float, tokens: int,
 
 
 def plot_loss(output_dir: Path, history: list[dict[str, Any]]) -> list[Path]:
-    """training_loss.png (and training_eval_loss.png when evaluated), as LLaMA-Factory saves."""
+    """training_loss.png, and training_<metric>.png of the evaluation loss and the preference
+    stages' accuracies where logged, as LLaMA-Factory saves them."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     written = []
-    for key, name in (("loss", "training_loss.png"), ("eval_loss", "training_eval_loss.png")):
+    for key in ("loss", "eval_loss", "rewards/accuracies", "eval_rewards/accuracies",
+                "eval_accuracy"):  # fmt: skip
+        name = f"training_{key.replace('/', '_')}.png"
         points = [(e["current_steps"], e[key]) for e in history if key in e]
         if not points:
             continue

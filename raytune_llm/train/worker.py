@@ -36,10 +36,11 @@ from ..model.fused_lora import fuse_lora_linears
 from ..model.loader import compute_dtype, load_model, load_tokenizer
 from ..model.varlen import use_varlen_sdpa
 from .checkpoint import TrainState, load_checkpoint, save_checkpoint
-from .collate import collate
+from .collate import Layout
 from .engines import build_engine, configured_layer_classes
+from .plan import RunPlan
 from .progress import log_entry
-from .stages import STAGES
+from .stages import STAGES, Stage, Terms
 
 
 def _all_sum(*values: float) -> list[float]:
@@ -52,18 +53,50 @@ def _all_sum(*values: float) -> list[float]:
 
 
 def real_tokens(batch: dict[str, Any]) -> int:
-    """Tokens in a Ray Data batch's rows: padding only comes later, from the collate."""
-    return int(sum(len(row) for row in batch["input_ids"]))
+    """Tokens in a Ray Data batch's rows (every ``*input_ids`` column: a preference pair's two
+    answers, a KTO example and its KL pair): padding only comes later, from the collate."""
+    columns = [c for c in batch if c.endswith("input_ids")]
+    return int(sum(len(row) for c in columns for row in batch[c]))
+
+
+class Window:
+    """Sums of the loss, its units and each metric over some micro-batches (a logging window,
+    an evaluation), averaged over all workers when read."""
+
+    def __init__(self, metrics: tuple[str, ...]):
+        self.names = metrics
+        self.loss, self.units = 0.0, 0.0
+        self.sums = dict.fromkeys(metrics, 0.0)
+        self.counts = dict.fromkeys(metrics, 0.0)
+
+    def add(self, terms: Terms, units: float) -> None:
+        self.loss += float(terms.loss.detach())
+        self.units += units
+        for name in self.names:
+            total, count = terms.metrics[name]
+            self.sums[name] += float(total)
+            self.counts[name] += float(count)
+
+    def averages(self, prefix: str = "") -> dict[str, float]:
+        """{prefix + "loss": ..., prefix + metric: ...} over every worker (a collective)."""
+        values = _all_sum(self.loss, self.units, *self.sums.values(), *self.counts.values())
+        n = len(self.names)
+        out = {f"{prefix}loss": values[0] / max(values[1], 1.0)}
+        for i, name in enumerate(self.names):
+            total, count = values[2 + i], values[2 + n + i]
+            if count > 0:
+                out[prefix + name] = total / count
+        return out
 
 
 class Recipe:
     """One worker's share of a run; ``run()`` trains to the end."""
 
-    def __init__(self, cfg: Config, plan: dict[str, Any], board: Any):
+    def __init__(self, cfg: Config, plan: RunPlan, board: Any):
         self.cfg, self.plan, self.board = cfg, plan, board
         ctx = ray.train.get_context()
         self.rank, self.world = ctx.get_world_rank(), ctx.get_world_size()
-        torch.set_num_threads(plan["threads"])
+        torch.set_num_threads(plan.threads)
         self.device = ray.train.torch.get_device()
         from transformers import set_seed
 
@@ -78,21 +111,29 @@ class Recipe:
         model = load_model(cfg, self.tokenizer, for_training=True, device=self.device)
         if added:
             model.resize_token_embeddings(len(self.tokenizer), pad_to_multiple_of=64)
-        if not plan["packed"] or cfg.data.neat_packing:  # examples kept apart: SDPA per example
+        if not plan.packed or cfg.data.neat_packing:  # examples kept apart: SDPA per example
             use_varlen_sdpa(model)
         model = setup_finetuning(model, cfg, for_training=True)
+        self.stage: Stage = STAGES[cfg.finetuning.stage](cfg)
+        model = self.stage.prepare(model, tokenizer=self.tokenizer, device=self.device)
         # DeepSpeed and FSDP gather a module's parameters when it runs: lora_B must run there
         self.fused_lora = fuse_lora_linears(model) if self.engine.name == "ddp" else 0
         self.compiled = self._compile(model) if cfg.train.torch_compile else 0
         self.trainable, self.total = trainable_parameters(model)
         self.attn = getattr(model.config, "_attn_implementation", None) or "sdpa"
         self.engine.wrap(model)
+        self.stage.bind(self.engine)
         self.model = self.engine.model
         self.dtype = compute_dtype(cfg)
+        mixed = cfg.train.bf16 or cfg.train.fp16
+        self.layout = Layout(packed=plan.packed, neat=cfg.data.neat_packing,
+                             pad_token_id=self.tokenizer.pad_token_id,
+                             attn_implementation=self.attn,
+                             dtype=self.dtype if mixed else torch.float32,
+                             device=self.device)  # fmt: skip
         self.state = TrainState()
-        self.loss_terms = STAGES[cfg.finetuning.stage]
         self.accum = cfg.train.gradient_accumulation_steps
-        self.started, self.window = time.time(), [0.0, 0.0]
+        self.started, self.window = time.time(), Window(self.stage.metrics)
         self.clock, self.effective = time.perf_counter(), 0
 
     # ---- helpers -----------------------------------------------------------------------------
@@ -115,15 +156,7 @@ class Recipe:
         return torch.autocast(self.device.type, dtype=self.dtype)
 
     def _inputs(self, batch: dict[str, Any]) -> dict[str, Any]:
-        return collate(
-            batch,
-            packed=self.plan["packed"],
-            neat=self.cfg.data.neat_packing,
-            pad_token_id=self.tokenizer.pad_token_id,
-            attn_implementation=self.attn,
-            dtype=self.dtype if (self.cfg.train.bf16 or self.cfg.train.fp16) else torch.float32,
-            device=self.device,
-        )
+        return self.stage.collate(batch, self.layout)
 
     def _batches(self, name: str, epoch: int):
         t = self.cfg.train
@@ -145,21 +178,21 @@ class Recipe:
         if checkpoint is not None:
             with checkpoint.as_directory() as folder:
                 self.state = load_checkpoint(self.engine, Path(folder))
-        elif self.plan.get("resume_from"):
-            self.state = load_checkpoint(self.engine, Path(self.plan["resume_from"]))
-        if self.state.micro_in_epoch >= self.plan["micro_per_epoch"]:  # saved at an epoch's end
+        elif self.plan.resume_from:
+            self.state = load_checkpoint(self.engine, Path(self.plan.resume_from))
+        if self.state.micro_in_epoch >= self.plan.micro_per_epoch:  # saved at an epoch's end
             self.state.epoch, self.state.micro_in_epoch = self.state.epoch + 1, 0
 
-    def evaluate(self) -> float:
+    def evaluate(self) -> dict[str, float]:
+        """eval_loss and the stage's metrics as eval_<name>, over the whole eval set."""
         self.model.eval()
-        loss_sum, tokens = 0.0, 0.0
+        window = Window(self.stage.metrics)
         with torch.no_grad(), self._autocast():
             for batch in self._batches("eval", 0):
-                loss, n = self.loss_terms(self.model, self._inputs(batch))
-                loss_sum, tokens = loss_sum + float(loss), tokens + float(n)
+                inputs = self._inputs(batch)
+                window.add(self.stage.loss(self.model, inputs), self.stage.weight(inputs))
         self.model.train()
-        loss_sum, tokens = _all_sum(loss_sum, tokens)
-        return loss_sum / max(tokens, 1.0)
+        return window.averages("eval_")
 
     def report(self, metrics: dict[str, Any], *, checkpoint: bool) -> None:
         """Every worker calls this at the same steps (Ray Train's report is a barrier).
@@ -181,7 +214,7 @@ class Recipe:
     # ---- the loop ----------------------------------------------------------------------------
 
     def _due(self, every: int | float | None, strategy: str, epoch_end: bool) -> bool:
-        step, total = self.state.global_step, self.plan["total_steps"]
+        step, total = self.state.global_step, self.plan.total_steps
         if strategy == "no" or every is None:
             return False
         if strategy == "epoch":
@@ -189,7 +222,7 @@ class Recipe:
         interval = every if every >= 1 else max(1, math.ceil(every * total))
         return step % int(interval) == 0
 
-    def _groups(self, epoch: int):
+    def _accumulated(self, epoch: int):
         """This epoch's micro-batches, gradient_accumulation_steps at a time (resume-aware)."""
         batches = iter(self._batches("train", epoch))
         for _ in range(self.state.micro_in_epoch):  # resuming mid-epoch: skip what was done
@@ -197,56 +230,58 @@ class Recipe:
         while group := [b for _, b in zip(range(self.accum), batches, strict=False)]:
             yield group
 
-    def _step(self, group: list[dict[str, Any]]) -> tuple[float, int, float | None]:
-        """One optimiser step; returns the summed token loss, target tokens and grad norm."""
+    def _step(self, group: list[dict[str, Any]]) -> float | None:
+        """One optimiser step over a group of micro-batches; returns the grad norm.
+
+        Each micro-batch's summed loss is divided by the units (target tokens, pairs,
+        examples) of the whole step on all workers, times the world size (engines average
+        gradients over workers)."""
         inputs = [self._inputs(b) for b in group]
-        targets = sum(int((x["labels"][:, 1:] != -100).sum()) for x in inputs)
+        units = [self.stage.weight(x) for x in inputs]
         self.effective += sum(real_tokens(b) for b in group)
-        (step_targets,) = _all_sum(targets)
-        step_loss = 0.0
+        (step_units,) = _all_sum(sum(units))
         for i, x in enumerate(inputs):
             self.state.tokens += int(x["input_ids"].numel()) * self.world
             with self.engine.micro_batch(last=i == len(inputs) - 1):
                 with self._autocast():
-                    loss_sum, _ = self.loss_terms(self.model, x)
-                    loss = loss_sum * self.world / max(step_targets, 1.0)
+                    terms = self.stage.loss(self.model, x)
+                    loss = terms.loss * self.world / max(step_units, 1.0)
                 self.engine.backward(loss)
-            step_loss += float(loss_sum.detach())
+            self.window.add(terms, units[i])
         grad_norm = self.engine.step()
         self.state.global_step += 1
         self.state.micro_in_epoch += len(group)
-        return step_loss, targets, grad_norm
+        return grad_norm
 
     def _after_step(self, grad_norm: float | None) -> bool:
         """Log, evaluate and checkpoint when due; returns whether the epoch is over."""
         t, step = self.cfg.train, self.state.global_step
-        micro_per_epoch = self.plan["micro_per_epoch"]
+        micro_per_epoch = self.plan.micro_per_epoch
         epoch_end = self.state.micro_in_epoch >= micro_per_epoch
         progress = self.state.epoch + min(self.state.micro_in_epoch / max(micro_per_epoch, 1), 1)
         metrics: dict[str, Any] = {}
         if self._due(t.logging_steps, t.logging_strategy, epoch_end) or (
             step == 1 and t.logging_first_step
         ):
-            loss_sum, tokens = _all_sum(*self.window)
-            metrics["loss"] = loss_sum / max(tokens, 1.0)
+            metrics.update(self.window.averages())
             metrics["lr"] = self.engine.lr()
             if grad_norm is not None:
                 metrics["grad_norm"] = grad_norm
-            self.window = [0.0, 0.0]
-        evaluate = self.plan["has_eval"] and self._due(
+            self.window = Window(self.stage.metrics)
+        evaluate = self.plan.has_eval and self._due(
             t.eval_steps or t.logging_steps, t.eval_strategy, epoch_end
         )
         if evaluate:
-            metrics["eval_loss"] = self.evaluate()
+            metrics.update(self.evaluate())
         if metrics:
-            total = self.plan["total_steps"]
+            total = self.plan.total_steps
             (effective,) = _all_sum(self.effective)
             entry = log_entry(step, total, progress, self.started, self.state.tokens, **metrics,
                               effective_tokens=int(effective),
                               train_seconds=round(time.perf_counter() - self.clock, 4))  # fmt: skip
             self._push(entry)
         save = self._due(t.save_steps, t.save_strategy, epoch_end)
-        last = step >= self.plan["total_steps"]
+        last = step >= self.plan.total_steps
         if evaluate or save or last:
             self.report(metrics | {"step": step, "epoch": progress}, checkpoint=save or last)
         return epoch_end
@@ -254,19 +289,19 @@ class Recipe:
     def run(self) -> None:
         """Train until total_steps optimiser steps are done (resuming if a checkpoint exists)."""
         self.resume()
-        total = self.plan["total_steps"]
+        total = self.plan.total_steps
         self._push({"kind": "start", "trainable": self.trainable, "total": self.total,
-                    "resumed_step": self.state.global_step, **self.plan["info"],
+                    "resumed_step": self.state.global_step, **self.plan.info,
+                    "stage": self.stage.name,
                     "torch_threads": torch.get_num_threads(), "fused_lora": self.fused_lora,
                     "compiled_modules": self.compiled,
                     **self.engine.describe()})  # fmt: skip
-        self.started, self.window = time.time(), [0.0, 0.0]
+        self.started, self.window = time.time(), Window(self.stage.metrics)
         self.clock, self.effective = time.perf_counter(), 0
         self.model.train()
         while self.state.global_step < total:
-            for group in self._groups(self.state.epoch):
-                step_loss, targets, grad_norm = self._step(group)
-                self.window = [self.window[0] + step_loss, self.window[1] + targets]
+            for group in self._accumulated(self.state.epoch):
+                grad_norm = self._step(group)
                 if self._after_step(grad_norm) or self.state.global_step >= total:
                     break
             self.state.epoch += 1

@@ -89,8 +89,8 @@ def test_steps_follow_batch_workers_accumulation_and_epochs():
     c = cfg("per_device_train_batch_size=4", "gradient_accumulation_steps=3", "num_train_epochs=2")
     plan = _plan(c, 1000, workers, has_eval=False, packed=False, engine={"engine": "ddp"})
     # 500 rows per worker -> 125 micro-batches -> 42 steps an epoch -> 84 steps.
-    assert plan["micro_per_epoch"] == 125 and plan["total_steps"] == 84
-    assert _plan(cfg("max_steps=7"), 1000, workers, False, False, {})["total_steps"] == 7
+    assert plan.micro_per_epoch == 125 and plan.total_steps == 84
+    assert _plan(cfg("max_steps=7"), 1000, workers, False, False, {}).total_steps == 7
     with pytest.raises(UserError, match="fewer than per_device_train_batch_size"):
         _plan(cfg("per_device_train_batch_size=64"), 100, workers, False, False, {})
 

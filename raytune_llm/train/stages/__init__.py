@@ -1,18 +1,26 @@
-"""Training stages: one module per stage, each giving the loss of one batch.
+"""Training stages: one module per stage, each a small class the worker loop drives.
 
-A stage module exposes ``loss_terms(model, batch) -> (summed token loss, target tokens)``; the loop
-in :mod:`raytune_llm.train.worker` divides by the tokens of the whole optimiser step. Stages of
-later releases (rm, dpo, kto, orpo, ppo) slot in as one module and one line here.
+See :mod:`.base` for what a stage provides (prepare, collate, weight, loss). A new stage is one
+module, one line in ``STAGES`` and its name in ``raytune_llm.config.TRAINABLE_STAGES``; a test
+checks the three agree.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from .base import Stage, Terms
+from .causal_lm import CausalLM, Pretrain
+from .dpo import DPO
+from .kto import KTO
+from .rm import RewardModel
 
-from . import pt, sft
+STAGES: dict[str, type[Stage]] = {
+    "pt": Pretrain,
+    "sft": CausalLM,
+    "rm": RewardModel,
+    "dpo": DPO,
+    "orpo": DPO,  # stage orpo is dpo with pref_loss orpo
+    "kto": KTO,
+}
+"""Stage name → its class. ``raytune_llm.config.STAGES`` lists every stage the config accepts."""
 
-LossTerms = Callable[[Any, dict[str, Any]], tuple[Any, Any]]
-
-STAGES: dict[str, LossTerms] = {"pt": pt.loss_terms, "sft": sft.loss_terms}
-"""Stage → its batch loss. ``raytune_llm.config.STAGES`` lists every stage the config accepts."""
+__all__ = ["STAGES", "Stage", "Terms"]
