@@ -25,10 +25,29 @@ def load(args: argparse.Namespace):
     return cfg
 
 
+VALIDATE_HELP = (
+    "Checks a config as train, tune and serve check it before Ray starts, and prints its "
+    "resolved values. Every key, the tune: and serve: sections and the rules across keys are "
+    "checked at once (exit status 2, each problem with its key and line). A config that trains "
+    "(do_train: true, or a tune: section: a sweep's trials train) is also checked for what this "
+    "version cannot train yet (exit status 3), as `train` and `tune` check it. A config with "
+    "do_train: false and no tune: section is taken to be for serve, chat, predict, eval or "
+    "export: validate accepts it, `train` refuses it. Only `tune` asks for a tune: section."
+)
+
+
 def validate(args: argparse.Namespace) -> int:
+    """Refuse what ``train``, ``tune`` and ``serve`` refuse for a config reason (VALIDATE_HELP).
+
+    Only what marks a config as meant for a verb is left to the verb: ``train`` refuses
+    do_train: false, ``tune`` a config without a tune: section.
+    """
+    from ..config.available import check_trainable
     from ..config.render import to_yaml
 
     cfg = load(args)
+    if cfg.train.do_train or cfg.tune is not None:
+        check_trainable(cfg)
     print(f"# {args.config} is valid" + (" (with overrides)" if args.overrides else ""))
     print(to_yaml(cfg, only_set=args.only_set), end="")
     return 0

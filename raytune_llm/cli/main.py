@@ -38,6 +38,9 @@ class Command:
 
 
 def _validate_args(p: argparse.ArgumentParser) -> None:
+    from .info import VALIDATE_HELP
+
+    p.description = VALIDATE_HELP
     p.add_argument(
         "--only-set", action="store_true", help="print only the keys the config sets, not defaults"
     )

@@ -162,7 +162,7 @@ def _job_spec(command: str, cluster: dict[str, Any]) -> dict[str, Any]:
 
 def _trials(cfg: Config, notes: list[str]) -> int:
     """Trials a tune sweep runs at once: its max_concurrent_trials, else one."""
-    at_once = (cfg.tune or {}).get("max_concurrent_trials")
+    at_once = cfg.tune.max_concurrent_trials if cfg.tune is not None else None
     if not at_once:
         notes.append("tune.max_concurrent_trials is unset: the cluster runs one trial at once")
     return int(at_once or 1)
@@ -183,7 +183,7 @@ def render(cfg: Config, config_path: str | Path, options: Options = Options()) -
     file = re.sub(r"[^-._a-zA-Z0-9]", "-", Path(config_path).name)
     file = file if file.endswith((".yaml", ".yml")) else f"{file}.yaml"
     flat, notes = pod_config(cfg)
-    verb = "serve" if kind == "RayService" else "tune" if cfg.tune else "train"
+    verb = "serve" if kind == "RayService" else "tune" if cfg.tune is not None else "train"
     command = f"raytune-llm {verb} {CONFIG_DIR}/{file}"
     config_text = _config_text(flat, command)
     per_worker = {k: float(v) for k, v in flat["resources_per_worker"].items()}

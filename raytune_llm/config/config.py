@@ -13,11 +13,14 @@ from pydantic.fields import FieldInfo
 
 from .base import Section
 from .data import DataArgs
+from .errors import Problem, locate
 from .finetuning import FinetuningArgs
 from .generation import EvalArgs, GenerationArgs
 from .model import ExportArgs, ModelArgs
 from .ray import RayArgs
+from .serve import ServeArgs
 from .train import TrainArgs
+from .tune import TuneArgs
 
 SECTIONS: dict[str, type[Section]] = {
     "model": ModelArgs,
@@ -38,6 +41,9 @@ NESTED_SECTIONS = {
     "`raytune-llm serve`.",
 }
 """Keys whose value is a nested mapping instead of a scalar."""
+
+NESTED_MODELS: dict[str, type[BaseModel]] = {"tune": TuneArgs, "serve": ServeArgs}
+"""Nested key → the model that validates its mapping."""
 
 
 def _key_owner() -> dict[str, str]:
@@ -78,14 +84,25 @@ class Config(BaseModel):
     eval: EvalArgs = Field(default_factory=EvalArgs)
     export: ExportArgs = Field(default_factory=ExportArgs)
     ray: RayArgs = Field(default_factory=RayArgs)
-    tune: dict[str, Any] | None = None
-    serve: dict[str, Any] | None = None
+    tune: TuneArgs | None = None
+    serve: ServeArgs | None = None
 
     source: str | None = Field(None, description="The YAML file the config came from.")
     user_keys: dict[str, Any] = Field(
         default_factory=dict, description="The flat keys as the user gave them, before defaults."
     )
     warnings: list[str] = Field(default_factory=list)
+    lines: dict[str, int] = Field(
+        default_factory=dict, description="The 1-based line of each top-level key in source."
+    )
+    origins: dict[str, str | None] = Field(
+        default_factory=dict,
+        description="Where each top-level key came from: source, 'command line', or None.",
+    )
+
+    def problem(self, key: str, message: str) -> Problem:
+        """A problem with ``key`` (dotted inside tune:/serve:), placed at its line in source."""
+        return locate(key, message, self.lines, self.origins, self.source)
 
     def to_flat(self) -> dict[str, Any]:
         """All keys with their resolved values, flat as in YAML, in section order."""
@@ -94,5 +111,5 @@ class Config(BaseModel):
             flat.update(getattr(self, name).model_dump())
         for name in NESTED_SECTIONS:
             if getattr(self, name) is not None:
-                flat[name] = getattr(self, name)
+                flat[name] = getattr(self, name).model_dump()
         return flat

@@ -7,10 +7,10 @@ them before raising one :class:`ConfigError`, so a user fixes a YAML file in one
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from ..utils.errors import UserError
+from ..utils.errors import NotAvailableError, UserError
 
 
 @dataclass(frozen=True)
@@ -38,8 +38,23 @@ class Problem:
         return f"{self.key or '<config>'}{where}: {self.message}"
 
 
+def locate(
+    key: str,
+    message: str,
+    lines: Mapping[str, int],
+    origins: Mapping[str, str | None],
+    source: str | None,
+) -> Problem:
+    """A problem with ``key`` at the line of its top-level key, when that came from ``source``."""
+    top = key.split(".", 1)[0]
+    origin = origins.get(top)
+    return Problem(key, message, lines.get(top) if origin == source else None, origin)
+
+
 class ConfigError(UserError):
     """Raised with every problem found in a config, never just the first."""
+
+    heading = "invalid config {origin}"
 
     def __init__(self, problems: Iterable[Problem], origin: str | None = None):
         self.problems = sorted(problems, key=lambda p: (p.line or 10**9, p.key))
@@ -48,10 +63,16 @@ class ConfigError(UserError):
 
     def render(self) -> str:
         n = len(self.problems)
-        head = f"invalid config {self.origin}" if self.origin else "invalid config"
+        head = self.heading.format(origin=self.origin or "").replace(" ()", "").strip()
         lines = [f"{head}: {n} problem{'s' if n != 1 else ''}"]
         lines += [f"  - {p.render()}" for p in self.problems]
         return "\n".join(lines)
+
+
+class UnavailableError(ConfigError, NotAvailableError):
+    """A valid config asking for what this version cannot do yet (exit status 3)."""
+
+    heading = "this version cannot train this config yet ({origin})"
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:

@@ -15,8 +15,9 @@ import yaml
 from pydantic import ValidationError
 
 from .compat import ALIASES, unsupported
-from .config import KEY_OWNER, NESTED_SECTIONS, SECTIONS, Config, ignored_reason
-from .errors import ConfigError, Problem, did_you_mean
+from .config import KEY_OWNER, NESTED_MODELS, NESTED_SECTIONS, SECTIONS, Config, ignored_reason
+from .errors import ConfigError, Problem, did_you_mean, locate
+from .nested import validate_section
 from .rules import cross_check, cross_warnings
 
 CLI = "command line"
@@ -133,10 +134,7 @@ def build_config(
     """Validate a flat mapping; raise one ConfigError holding every problem."""
 
     def problem(key: str, message: str) -> Problem:
-        top = key.split(".", 1)[0]
-        return Problem(
-            key, message, lines.get(top) if sources.get(top) == origin else None, sources.get(top)
-        )
+        return locate(key, message, lines, sources, origin)
 
     buckets: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
     nested: dict[str, Any] = {}
@@ -149,11 +147,12 @@ def build_config(
                 problems.append(problem(key, f"given together with its new name {new}; keep {new}"))
                 continue
             key = new
-        if key in NESTED_SECTIONS:
+        if key in NESTED_MODELS:
             if value is not None and not isinstance(value, dict):
                 problems.append(problem(key, f"expected a mapping of settings, got {value!r}"))
-            else:
-                nested[key] = value
+            elif value is not None:
+                nested[key], found = validate_section(key, value, NESTED_MODELS[key])
+                problems += [problem(k, m) for k, m in found]
         elif key in KEY_OWNER:
             buckets[KEY_OWNER[key]][key] = value
             reason = ignored_reason(key)
@@ -195,7 +194,9 @@ def build_config(
 
     cfg = None
     if all(s is not None for s in sections.values()):
-        cfg = Config(**sections, **nested, user_keys=dict(raw))
+        cfg = Config(**sections, **nested, user_keys=dict(raw), source=origin)
+        cfg.lines = {k: n for k, n in lines.items() if sources.get(k) == origin}
+        cfg.origins = {k: v for k, v in sources.items() if k in raw}
         reported = {p.key for p in problems}
         problems += [problem(k, m) for k, m in cross_check(cfg) if k not in reported]
     if problems or cfg is None:

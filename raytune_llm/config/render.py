@@ -40,7 +40,7 @@ def to_yaml(cfg: Config, *, only_set: bool = False) -> str:
     for name in NESTED_SECTIONS:
         value = getattr(cfg, name)
         if value is not None:
-            out += [f"### {name}", _dump(name, value), ""]
+            out += [f"### {name}", _dump(name, value.model_dump(exclude_unset=only_set)), ""]
     return "\n".join(out).rstrip() + "\n"
 
 

@@ -26,6 +26,10 @@ SCHEDULERS = (
     "warmup_stable_decay",
 )
 REPORTERS = ("none", "all", "tensorboard", "wandb", "mlflow", "swanlab")
+OPTIMIZERS = ("adamw_torch", "adamw_torch_fused", "adamw_hf", "adamw", "sgd")
+"""The optimisers raytune_llm.train.optim builds."""
+FSDP_WORDS = ("full_shard", "shard_grad_op", "offload", "auto_wrap")
+"""The FSDP options the FSDP2 engine (raytune_llm.train.engines) does."""
 
 
 def _no(value: Any) -> Any:
@@ -65,7 +69,9 @@ class TrainArgs(Section):
     adam_beta1: float = doc(0.9, "AdamW beta1.", ge=0, lt=1)
     adam_beta2: float = doc(0.999, "AdamW beta2.", ge=0, lt=1)
     adam_epsilon: float = doc(1e-8, "AdamW epsilon.", gt=0)
-    optim: str = doc("adamw_torch", "Optimizer name, as in transformers (adamw_torch, sgd, ...).")
+    optim: str = doc(
+        "adamw_torch", "Optimizer name, as in transformers: " + ", ".join(OPTIMIZERS) + "."
+    )
     max_grad_norm: float = doc(
         1.0, "Clip gradients to this global norm (0 turns clipping off).", ge=0
     )
@@ -146,8 +152,8 @@ class TrainArgs(Section):
     )
     fsdp: CommaList = doc(
         [],
-        "Fully sharded data parallel: full_shard, shard_grad_op, hybrid_shard, offload, auto_wrap "
-        "(several, separated by spaces or commas).",
+        "Fully sharded data parallel: " + ", ".join(FSDP_WORDS) + " (several, separated by "
+        "spaces or commas).",
     )
     fsdp_config: dict[str, Any] | None = doc(None, "Extra FSDP options.")
     ddp_timeout: int = doc(1800, "Timeout of collective operations, in seconds.", gt=0)
@@ -212,6 +218,14 @@ class TrainArgs(Section):
             raise ValueError(f"unknown schedule '{value}'{hint}; valid: {', '.join(SCHEDULERS)}")
         return value
 
+    @field_validator("optim")
+    @classmethod
+    def _known_optimizer(cls, value: str) -> str:
+        if value not in OPTIMIZERS:
+            hint = did_you_mean(value, OPTIMIZERS)
+            raise ValueError(f"not supported{hint}; valid: {', '.join(OPTIMIZERS)}")
+        return value
+
     @field_validator("report_to")
     @classmethod
     def _known_reporters(cls, value: list[str]) -> list[str]:
@@ -227,4 +241,16 @@ class TrainArgs(Section):
             return ["full_shard"] if value else []
         if isinstance(value, str):
             return value.replace(",", " ").split()
+        return value
+
+    @field_validator("fsdp")
+    @classmethod
+    def _known_fsdp_words(cls, value: list[str]) -> list[str]:
+        unknown = [w for w in value if w not in FSDP_WORDS]
+        if unknown:
+            hint = did_you_mean(unknown[0], FSDP_WORDS)
+            raise ValueError(
+                f"{', '.join(unknown)} is not supported{hint}; valid: {', '.join(FSDP_WORDS)} "
+                "(hybrid_shard: run one worker per node with full_shard, or use DeepSpeed)"
+            )
         return value

@@ -24,10 +24,10 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from ..config import Config, load_config
+from ..config.serve import ServeArgs
 from . import protocol as api
 from .model import ModelServer
 from .settings import (
-    ServeArgs,
     api_key,
     base_name,
     replica_resources,

@@ -13,9 +13,10 @@ from __future__ import annotations
 from typing import Any
 
 from ..config import Config
+from ..config.serve import ServeArgs
 from ..infer.vllm import require_vllm
 from ..utils.errors import UserError
-from .settings import ServeArgs, api_key, base_name, scaling_options, served_adapters
+from .settings import api_key, base_name, scaling_options, served_adapters
 
 REMOTE = ("s3://", "gs://", "abfss://", "azure://")
 

@@ -23,14 +23,16 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Config, load_config
+from ..config.available import check_trainable
 from ..config.paths import absolute_values
 from ..config.render import to_yaml
+from ..config.tune import TuneArgs
 from ..data.pipeline import check_data
 from ..train.checkpoint import export_final
 from ..train.launch import cluster_view, plan_workers, run_training
 from ..utils.cluster import connect
 from ..utils.errors import UserError
-from .space import TuneArgs, check_space, to_ray_space, tune_args
+from .space import to_ray_space, tune_args
 
 SWEEP = "sweep"  # Ray Tune's experiment folder inside output_dir
 TRIALS = "trials"  # the trials' training runs
@@ -180,16 +182,17 @@ def run_sweep(cfg: Config) -> SweepResult:
     """Run (or resume) the sweep a config's tune: section describes."""
     from ray import tune
 
-    args = tune_args(cfg)
-    space = check_space(cfg, args)
+    args = tune_args(cfg)  # the section and its space were checked with the config
+    check_trainable(cfg)
     check_data(cfg)
+    space = sorted(args.param_space)
     out, mode = _policy(cfg)
     where = connect(cfg.ray.ray_address, cfg.ray.ray_init_kwargs)
     # Nodes an autoscaler can add count, up to those 8 concurrent trials would use.
     view = cluster_view(cfg, args.max_concurrent_trials or 8)
     runs = _concurrency(cfg, args, view.resources, view.nodes)
     print(
-        f"raytune-llm: sweep on {where}: {args.num_samples} trial(s) of {sorted(space)}, "
+        f"raytune-llm: sweep on {where}: {args.num_samples} trial(s) of {space}, "
         f"{runs} at a time, scheduler {args.scheduler}, search {args.search_alg} "
         f"({mode} {out})"
     )
@@ -206,7 +209,7 @@ def run_sweep(cfg: Config) -> SweepResult:
         out.mkdir(parents=True, exist_ok=True)
         tuner = tune.Tuner(
             trainable,
-            param_space=to_ray_space(space, args.search_alg),
+            param_space=to_ray_space(args),
             tune_config=tune.TuneConfig(
                 metric=args.metric,
                 mode=args.mode,
@@ -223,7 +226,7 @@ def run_sweep(cfg: Config) -> SweepResult:
             ),
         )
     grid = tuner.fit()
-    return _finish(cfg, args, out, grid, sorted(space))
+    return _finish(cfg, args, out, grid, space)
 
 
 def _last_checkpoint(folder: Path) -> Path | None:

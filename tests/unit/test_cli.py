@@ -85,14 +85,15 @@ def test_missing_config_file_and_bad_flag():
 def test_what_is_not_available_yet_is_said_plainly(tmp_path, capsys):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(
-        "model_name_or_path: builtin:tiny-llama\ndo_train: true\ndataset: demo_dpo\n"
+        "model_name_or_path: builtin:tiny-llama\ndo_train: true\ndataset: demo_alpaca\n"
         "output_dir: out\nper_device_train_batch_size: 4\ngradient_accumulation_steps: 2\n"
-        "ray_num_workers: 2\nstage: dpo\n"
+        "ray_num_workers: 2\nreport_to: swanlab\n"
     )
     assert main(["train", str(cfg)]) == 3
     captured = capsys.readouterr()
     assert "4 per worker x 2 workers x 2 accumulation = 16 per step" in captured.out
-    assert "cannot train this config yet: stage dpo" in captured.err
+    assert "cannot train this config yet" in captured.err
+    assert f"report_to ({cfg}:8): report_to swanlab" in captured.err
     assert not (tmp_path / "out").exists()
     assert main(["webui"]) == 3
 

@@ -117,6 +117,8 @@ def test_overrides(tmp_path):
             "dataset=a,b",
             "resources_per_worker.GPU=1",
             "tune.num_samples=8",
+            "tune.param_space.lora_rank=[4, 8]",
+            "tune.metric=loss",
             "--bf16=true",
             "template=",
         ],
@@ -125,7 +127,7 @@ def test_overrides(tmp_path):
     assert cfg.train.learning_rate == pytest.approx(1e-4)
     assert cfg.data.dataset == ["a", "b"]
     assert cfg.ray.resources_per_worker == {"CPU": 1.0, "GPU": 1.0}
-    assert cfg.tune == {"num_samples": 8}
+    assert cfg.tune.num_samples == 8 and cfg.tune.param_space == {"lora_rank": [4, 8]}
     assert cfg.train.bf16 is True
     assert cfg.data.template is None
 
@@ -280,7 +282,7 @@ def test_resolved_yaml_round_trips(tmp_path):
     path = write(
         tmp_path,
         BASE + "stage: dpo\ndataset: a,b\nlearning_rate: 1e-4\nresources_per_worker: {CPU: 2}\n"
-        "tune: {metric: eval_loss, param_space: {lora_rank: {choice: [4, 8]}}}\n",
+        "tune: {metric: loss, param_space: {lora_rank: {choice: [4, 8]}}}\n",
     )
     cfg = load_config(path)
     again = load_config(write(tmp_path, to_yaml(cfg), "resolved.yaml"))

@@ -76,10 +76,10 @@ def test_the_last_answer_is_the_label():
 
 
 def test_train_points_a_predict_config_to_predict(tmp_path):
-    from raytune_llm.train.launch import not_yet_available
+    from raytune_llm.config.available import unavailable
 
-    assert not_yet_available(cfg(tmp_path)) == [
-        "do_predict: this config predicts; run `raytune-llm predict CONFIG`"
+    assert unavailable(cfg(tmp_path)) == [
+        ("do_predict", "do_predict: this config predicts; run `raytune-llm predict CONFIG`")
     ]
     both = cfg(tmp_path, do_train=True, dataset="demo_alpaca")
-    assert "after training with do_predict: false" in " ".join(not_yet_available(both))
+    assert "after training with do_predict: false" in " ".join(m for _, m in unavailable(both))

@@ -40,12 +40,12 @@ def test_metrics_take_the_hugging_face_trainers_names():
 
 
 def test_trackers_and_push_are_no_longer_refused_but_swanlab_is(tmp_path):
-    from raytune_llm.train.launch import not_yet_available
+    from raytune_llm.config.available import unavailable
 
     asks = demo_cfg(tmp_path, "report_to=tensorboard,wandb,mlflow", "push_to_hub=true")
-    assert not_yet_available(asks) == []
-    assert not_yet_available(demo_cfg(tmp_path, "report_to=swanlab")) == [
-        "report_to swanlab (use tensorboard, wandb or mlflow)"
+    assert unavailable(asks) == []
+    assert unavailable(demo_cfg(tmp_path, "report_to=swanlab")) == [
+        ("report_to", "report_to swanlab (use tensorboard, wandb or mlflow)")
     ]
 
 

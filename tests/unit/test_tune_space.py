@@ -1,4 +1,5 @@
-"""The tune: section is checked before any trial: settings, search space, metric, concurrency."""
+"""The tune: section is checked with the config, before any trial: settings, search space,
+metric, concurrency."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from raytune_llm.config import ConfigError, load_config
-from raytune_llm.tune.space import check_space, to_ray_space, tune_args
+from raytune_llm.tune.space import to_ray_space, tune_args
 from raytune_llm.tune.sweep import _concurrency, _search
 from raytune_llm.utils.errors import UserError
 
@@ -18,14 +19,25 @@ SWEEP = ROOT / "examples" / "tune" / "tiny_lora_sweep.yaml"
 EXE = Path(sys.executable).with_name("raytune-llm")
 
 
+def write(text: str) -> Path:
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp())
+    (folder / "sweep.yaml").write_text(text)
+    return folder / "sweep.yaml"
+
+
+def _line(text: str, start: str) -> int:
+    return next(i for i, line in enumerate(text.splitlines(), 1) if line.startswith(start))
+
+
 def cfg(*overrides: str):
     return load_config(SWEEP, [f"dataset_dir={ROOT / 'data'}", *overrides])
 
 
 def problems(*overrides: str) -> dict[str, str]:
-    c = cfg(*overrides)
     with pytest.raises(ConfigError) as err:
-        check_space(c, tune_args(c))
+        cfg(*overrides)
     return {p.key: p.message for p in err.value.problems}
 
 
@@ -40,7 +52,7 @@ def test_the_example_space_is_valid_and_becomes_ray_distributions():
         6,
         "asha",
     )
-    space = to_ray_space(check_space(c, args), args.search_alg)
+    space = to_ray_space(args)
     assert isinstance(space["learning_rate"], Float) and isinstance(space["lora_rank"], Categorical)
     lrs = [space["learning_rate"].sample() for _ in range(50)]
     assert all(1e-4 <= x <= 1e-2 for x in lrs)
@@ -48,7 +60,7 @@ def test_the_example_space_is_valid_and_becomes_ray_distributions():
 
 def test_grid_search_takes_every_choice():
     c = cfg("tune.search_alg=grid", "tune.param_space={lora_rank: {choice: [4, 8]}}")
-    space = to_ray_space(check_space(c, tune_args(c)), "grid")
+    space = to_ray_space(tune_args(c))
     assert space["lora_rank"] == {"grid_search": [4, 8]}
 
 
@@ -78,13 +90,31 @@ def test_metric_must_be_one_a_trial_reports():
 
 
 def test_settings_are_strict():
-    c = cfg("tune.schedular=asha", "tune.scheduler=hyperband")
     with pytest.raises(ConfigError) as err:
-        tune_args(c)
+        cfg("tune.schedular=asha", "tune.scheduler=hyperband")
     found = {p.key: p.message for p in err.value.problems}
     assert "did you mean 'scheduler'" in found["tune.schedular"]
     assert "hyperband" in found["tune.scheduler"]
-    assert all(p.source == str(SWEEP) and p.line for p in err.value.problems)
+    assert all(p.source == "command line" for p in err.value.problems)
+    in_file = SWEEP.read_text().replace("scheduler: asha", "schedular: asha")
+    with pytest.raises(ConfigError) as err:
+        load_config(write(in_file), [f"dataset_dir={ROOT / 'data'}"])
+    (problem,) = err.value.problems
+    assert problem.key == "tune.schedular" and problem.line == _line(in_file, "tune:")
+
+
+def test_a_trial_value_this_version_cannot_train_is_refused():
+    found = problems("tune.param_space={report_to: [none, swanlab]}")
+    assert (
+        "value 'swanlab' gives a trial this version cannot train: report_to swanlab"
+        in (found["tune.param_space.report_to"])
+    )
+
+
+def test_tune_without_a_section_is_refused():
+    c = load_config(SWEEP, [f"dataset_dir={ROOT / 'data'}", "tune=null"])
+    with pytest.raises(ConfigError, match="needs a tune: section with a param_space"):
+        tune_args(c)
 
 
 def test_concurrency_is_sized_to_the_cluster():
