@@ -30,8 +30,7 @@ from typing import Any
 
 from ..config import STAGES
 from ..config.errors import did_you_mean
-from .errors import Counter, DataError, Location, skip_or_raise
-from .readers import unpack_row
+from .errors import DataError, Location, json_kind
 from .registry import DatasetSpec
 from .stages import STAGE_DATA, stages_reading
 
@@ -114,42 +113,6 @@ def convert(
     return _convert(record, spec, stage, where)
 
 
-class RecordConverter:
-    """A picklable record -> [example] function for Ray Data ``flat_map``.
-
-    Takes the raw rows of ``readers.read_dataset`` (or plain record dicts) and returns one
-    canonical record, or none for a malformed record when skip_bad is set (it is counted in
-    bad_counter, the actor from ``readers.new_bad_record_counter``).
-    """
-
-    def __init__(self, spec: DatasetSpec, stage: str, skip_bad: bool, bad_counter: Counter):
-        check_stage(spec, stage)
-        self.spec, self.stage = spec, stage
-        self.skip_bad, self.bad_counter = skip_bad, bad_counter
-
-    def __call__(self, row: dict[str, Any]) -> list[dict[str, Any]]:
-        if "_record" in row and "_file" in row:
-            record, where = unpack_row(row)
-        else:
-            record, where = dict(row), None
-        try:
-            return [_convert(record, self.spec, self.stage, where)]
-        except DataError as error:
-            skip_or_raise(error, self.skip_bad, self.bad_counter)
-            return []
-
-
-def converter_for(
-    spec: DatasetSpec, stage: str, *, skip_bad: bool = False, bad_counter: Counter = None
-) -> RecordConverter:
-    """A function for ``dataset.flat_map`` that converts raw rows for ``stage``.
-
-    Raises:
-        DataError: at once, if the dataset does not suit the stage (:func:`check_stage`).
-    """
-    return RecordConverter(spec, stage, skip_bad, bad_counter)
-
-
 def _convert(record: Record, spec: DatasetSpec, stage: str, where: Any) -> dict[str, Any]:
     try:
         tools = _tools(record, spec, where)
@@ -196,7 +159,7 @@ def _history(record: Record, spec: DatasetSpec, where: Any) -> list[Message]:
     if not isinstance(value, list):
         raise DataError(
             f"column '{column}' (columns.history) must be a list of [prompt, answer] "
-            f"pairs, got {_kind(value)}",
+            f"pairs, got {json_kind(value)}",
             where=where,
         )
     turns: list[Message] = []
@@ -218,7 +181,7 @@ def _from_chat(record: Record, spec: DatasetSpec, stage: str, where: Any, tools:
     c, t = spec.columns, spec.tags
     turns = _field(record, c.messages, "messages", where)
     if not isinstance(turns, list):
-        kind = _kind(turns)
+        kind = json_kind(turns)
         raise DataError(
             f"column '{c.messages}' (columns.messages) must be a list of turns, got {kind}",
             where=where,
@@ -298,7 +261,7 @@ def _content_of(turn: dict[str, Any], label: str, spec: DatasetSpec, where: Any)
     tag = spec.tags.content_tag
     value = turn.get(tag)
     if not isinstance(value, str):
-        got = "no such key" if tag not in turn else _kind(value)
+        got = "no such key" if tag not in turn else json_kind(value)
         reason = f"{label}.{tag} (tags.content_tag) must be a string, got {got}"
         raise DataError(reason, where=where)
     return value
@@ -375,7 +338,8 @@ def _text(
         return None
     if not isinstance(value, str):
         raise DataError(
-            f"column '{column}' (columns.{key}) must be a string, got {_kind(value)}", where=where
+            f"column '{column}' (columns.{key}) must be a string, got {json_kind(value)}",
+            where=where,
         )
     return value
 
@@ -389,7 +353,7 @@ def _tools(record: Record, spec: DatasetSpec, where: Any) -> str:
         return json.dumps(value, ensure_ascii=False)
     raise DataError(
         f"column '{column}' (columns.tools) must be JSON text, a list or an object, "
-        f"got {_kind(value)}",
+        f"got {json_kind(value)}",
         where=where,
     )
 
@@ -429,12 +393,6 @@ def _kto(prompt: list[Message], completion: Message, label: bool, system: str, t
         "system": system,
         "tools": tools,
     }
-
-
-def _kind(value: Any) -> str:
-    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}
-    names |= {int: "a number", float: "a number", type(None): "null"}
-    return names.get(type(value), type(value).__name__)
 
 
 def _short(value: Any) -> str:

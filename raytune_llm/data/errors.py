@@ -20,6 +20,13 @@ from ..utils.errors import UserError, find_error, surfaced
 logger = logging.getLogger(__name__)
 
 
+def json_kind(value: Any) -> str:
+    """What a value is, in JSON's words ("an object", "an array", "a string", ...), for messages."""
+    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
+    names |= {int: "a number", float: "a number", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
+
+
 @dataclass(frozen=True)
 class Location:
     """Where a record sits: its file, and its 1-based line (JSON, JSONL, text, CSV) or row.

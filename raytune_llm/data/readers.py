@@ -14,7 +14,7 @@ Two entry points share one parser per format:
   blocks of at most its target block size. Each row is ``{"_record": <pickled record>,
   "_file", "_line", "_row"}``: the record travels intact (no Arrow schema is imposed on user
   data, so mixed types cannot break a block) and its location travels with it.
-  ``converters.converter_for`` turns these rows into examples.
+  ``pipeline.Convert`` turns these rows into examples.
 
 Malformed records raise :class:`DataError` (file + line/row + what is wrong), or with
 ``skip_bad`` are skipped and counted. In Ray, pass ``bad_counter=new_bad_record_counter()`` to
@@ -37,7 +37,15 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from .errors import BadRecords, Counter, DataError, Location, count_bad, skip_or_raise
+from .errors import (
+    BadRecords,
+    Counter,
+    DataError,
+    Location,
+    count_bad,
+    json_kind,
+    skip_or_raise,
+)
 from .registry import DatasetSpec, dataset_files, file_kind
 
 if TYPE_CHECKING:
@@ -423,7 +431,7 @@ def _jsonl_lines(
         if isinstance(record, dict):
             yield record, where
         else:
-            error = f"a record must be a JSON object, got {_json_kind(record)}"
+            error = f"a record must be a JSON object, got {json_kind(record)}"
             skip_or_raise(DataError(error, where=where), skip_bad, counter)
 
 
@@ -521,7 +529,7 @@ def _json_array(
         if exc is None and isinstance(record, dict):
             yield record, where
         elif exc is None:
-            error = f"a record must be a JSON object, got {_json_kind(record)}"
+            error = f"a record must be a JSON object, got {json_kind(record)}"
             skip_or_raise(DataError(error, where=where), skip_bad, counter)
         else:
             line, column = scan.line_at(exc.pos), exc.pos - scan.buf.rfind("\n", 0, exc.pos)
@@ -621,8 +629,3 @@ _READERS: dict[str, Callable[[str, bool, Counter], Iterator[tuple[Record, Locati
     "arrow": _read_arrow,
     "text": _read_text,
 }
-
-
-def _json_kind(value: Any) -> str:
-    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
-    return names.get(type(value), "a number" if isinstance(value, int | float) else "null")

@@ -31,7 +31,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..config.errors import did_you_mean
-from .errors import DataError
+from .errors import DataError, json_kind
 
 DATA_CONFIG = "dataset_info.json"
 FORMATTINGS = ("alpaca", "sharegpt", "openai")
@@ -171,7 +171,9 @@ def load_registry(dataset_dir: str | Path) -> dict[str, DatasetSpec]:
         where = f"{path}:{exc.lineno}"
         raise DataError(f"invalid JSON: {exc.msg} (column {exc.colno})", where=where) from None
     if not isinstance(raw, dict):
-        raise DataError(f"must hold a JSON object of entries, got {_kind(raw)}", where=str(path))
+        raise DataError(
+            f"must hold a JSON object of entries, got {json_kind(raw)}", where=str(path)
+        )
     problems = [f"duplicate key '{key}'" for key in duplicates]
     specs: dict[str, DatasetSpec] = {}
     for name, value in raw.items():
@@ -276,14 +278,8 @@ def _explain(err: dict[str, Any]) -> str:
             f"valid: {', '.join(FORMATTINGS)}"
         )
     if err["type"] in ("model_type", "model_attributes_type"):
-        return f"{key}: must be a JSON object, got {_kind(given)}"
+        return f"{key}: must be a JSON object, got {json_kind(given)}"
     return f"{key}: {err['msg'].lower()}, got {json.dumps(given, default=str)}"
-
-
-def _kind(value: Any) -> str:
-    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
-    names |= {int: "a number", float: "a number", type(None): "null"}
-    return names.get(type(value), type(value).__name__)
 
 
 def file_kind(path: str) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from raytune_llm.data.converters import STAGES, check_stage, convert, converter_for
+from raytune_llm.data.converters import STAGES, check_stage, convert
 from raytune_llm.data.errors import BadRecords, DataError, Location
 from raytune_llm.data.readers import iter_dataset, raw_row
 from raytune_llm.data.registry import load_registry
@@ -183,8 +183,8 @@ def test_shipped_data_converts_fully():
 def test_stage_checks_name_dataset_and_stage(specs, name, stage, message):
     with pytest.raises(DataError, match=re.escape(message)):
         check_stage(specs[name], stage)
-    with pytest.raises(DataError):
-        converter_for(specs[name], stage)
+    with pytest.raises(DataError, match=re.escape(message)):
+        convert({}, specs[name], stage)  # checked before the record is looked at
 
 
 def test_every_stage_is_known():
@@ -287,18 +287,23 @@ def test_malformed_records_name_location_and_column(specs, name, record, message
     assert message in str(err.value)
 
 
-def test_converter_for_takes_raw_rows_and_skips_bad_ones(specs):
+def test_the_pipeline_converts_raw_rows_and_skips_bad_ones(specs):
+    import pyarrow as pa
+
+    from raytune_llm.data.pipeline import Convert
+
+    def run(fn, *records):
+        out = fn(pa.Table.from_pylist([raw_row(r, AT) for r in records]))
+        return [pickle.loads(b) for b in out["_example"]]
+
     spec = specs["alpaca"]
     good = {"instruction": "q", "output": "a"}
-    fn = converter_for(spec, "sft")
-    assert fn(raw_row(good, AT)) == [sft([u("q"), a("a")])]
-    assert fn(good) == [sft([u("q"), a("a")])]  # plain record rows work too
+    assert run(Convert(spec, "sft", False, None), good) == [sft([u("q"), a("a")])]
     with pytest.raises(DataError, match=r"d\.jsonl:7: no column 'output'"):
-        fn(raw_row({"instruction": "q"}, AT))
+        run(Convert(spec, "sft", False, None), {"instruction": "q"})
     tally = BadRecords()
-    skipping = converter_for(spec, "sft", skip_bad=True, bad_counter=tally)
-    assert skipping(raw_row({"instruction": "q"}, AT)) == []
-    assert skipping(raw_row(good, AT)) == [sft([u("q"), a("a")])]
+    skipping = Convert(spec, "sft", True, tally)
+    assert run(skipping, {"instruction": "q"}, good) == [sft([u("q"), a("a")])]
     assert tally.count == 1 and tally.examples[0].startswith("d.jsonl:7: no column 'output'")
     assert "skipped 1 malformed record" in tally.summary()
     assert pickle.loads(pickle.dumps(skipping)).spec == spec  # ships to Ray workers

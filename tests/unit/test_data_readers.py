@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 
 import pytest
 
 from raytune_llm.data import readers
-from raytune_llm.data.converters import convert, converter_for
+from raytune_llm.data.converters import convert
 from raytune_llm.data.errors import BadRecords, DataError, Location, surface_data_errors
+from raytune_llm.data.pipeline import Convert
 from raytune_llm.data.readers import iter_dataset, iter_records, read_dataset
 from raytune_llm.data.registry import load_registry
 
@@ -197,13 +199,18 @@ def test_ray_reader_reads_lazily_in_tasks(ray_local, lf_dir):
     assert ds.count() == 13  # the record written after planning was read
 
 
+def converter(spec, stage="sft", counter=None) -> Convert:
+    """The pipeline's conversion of raw rows (skipping bad records when given a counter)."""
+    return Convert(spec, stage, counter is not None, counter)
+
+
 def test_ray_conversion_equals_python_conversion(ray_local, lf_dir):
     registry = load_registry(lf_dir)
     for name, stage in (("sharegpt", "sft"), ("dpo_sharegpt", "dpo"), ("kto", "kto")):
         spec = registry[name]
-        ds = read_dataset(spec, lf_dir).flat_map(converter_for(spec, stage))
+        ds = read_dataset(spec, lf_dir).map_batches(converter(spec, stage), batch_format="pyarrow")
         expected = [convert(r, spec, stage, where=w) for r, w in iter_dataset(spec, lf_dir)]
-        got = list(ds.iter_rows())
+        got = [pickle.loads(row["_example"]) for row in ds.iter_rows()]
         key = lambda r: json.dumps(r, sort_keys=True)  # noqa: E731
         assert sorted(map(key, got)) == sorted(map(key, expected)), name
 
@@ -222,7 +229,7 @@ def test_ray_errors_surface_as_data_errors(ray_local, lf_dir):
     assert "Traceback" not in str(clean.value) and str(clean.value) in str(err.value)
     spec = registry["alpaca"]
     write(lf_dir / "alpaca.json", json.dumps([{"instruction": "q", "output": 1}], indent=2))
-    converted = read_dataset(spec, lf_dir).flat_map(converter_for(spec, "sft"))
+    converted = read_dataset(spec, lf_dir).map_batches(converter(spec), batch_format="pyarrow")
     message = r"alpaca.json:2: column 'output' \(columns.response\)"
     with pytest.raises(DataError, match=message), surface_data_errors():  # while converting
         converted.take_all()
@@ -236,7 +243,7 @@ def test_ray_skip_bad_counts_in_an_actor(ray_local, lf_dir):
     )
     counter = readers.new_bad_record_counter()
     ds = read_dataset(spec, lf_dir, skip_bad=True, bad_counter=counter)
-    ds = ds.flat_map(converter_for(spec, "sft", skip_bad=True, bad_counter=counter))
+    ds = ds.map_batches(converter(spec, counter=counter), batch_format="pyarrow")
     assert ds.count() == 8  # 12 records, minus shard 1's 4, plus none of its 2 bad ones
     tally = readers.collect_bad_records(counter)
     assert tally.count == 2
