@@ -34,7 +34,7 @@ from ..config import Config
 from ..config.paths import make_paths_absolute
 from ..data.errors import DataError, surface_data_errors
 from ..data.pipeline import check_data, prediction_examples
-from ..utils.cluster import connect
+from ..utils.cluster import connect, shortfall, size_workers
 from ..utils.errors import NotAvailableError, UserError
 
 PREDICTIONS = "generated_predictions.jsonl"
@@ -104,22 +104,17 @@ def check_predict(cfg: Config) -> Path:
 
 
 def plan_actors(cfg: Config, resources: dict[str, float]) -> ActorPlan:
-    """Engines and their resources: ``ray_num_workers`` engines, ``resources_per_worker`` each
-    if set, else one GPU each where the cluster has GPUs, else a share of the CPUs that leaves
-    room for the read tasks."""
+    """Engines and their resources: ``ray_num_workers`` engines (at most one per GPU where the
+    cluster has GPUs and resources_per_worker is unset), each sized by the rule training uses
+    (utils.cluster.size_workers), with CPU kept for the read tasks."""
     n = cfg.ray.ray_num_workers
     given = cfg.ray.resources_per_worker
-    if given:
-        cpus, gpus = float(given.get("CPU", 1)), float(given.get("GPU", 0))
-    elif resources.get("GPU", 0) >= 1:
-        cpus, gpus = 1.0, 1.0
-        n = min(n, int(resources["GPU"]))
-    else:
-        cpus, gpus = max(0.5, (resources.get("CPU", 1) - READ_CPUS * 2) / n), 0.0
-    short = [
-        f"{n * need:g} {kind}" for kind, need in (("CPU", cpus), ("GPU", gpus))
-        if need and n * need + (READ_CPUS if kind == "CPU" else 0) > resources.get(kind, 0)
-    ]  # fmt: skip
+    if not given and resources.get("GPU", 0) >= 1:
+        n = min(n, int(resources["GPU"]))  # engines are independent: as many as there are GPUs
+    # Prediction only reads beside the engines: two read tasks' worth of CPU is kept for it.
+    each = size_workers(n, resources, given, 2 * READ_CPUS) or {"CPU": 0.25}
+    cpus, gpus = each.get("CPU", 1.0 if given else 0.0), each.get("GPU", 0.0)
+    short = shortfall(n, {"CPU": cpus, "GPU": gpus}, resources, READ_CPUS)
     if short:
         raise UserError(
             f"ray_num_workers {n} engines need {' and '.join(short)} (resources_per_worker "
@@ -213,7 +208,7 @@ def run_predict(cfg: Config, *, log: Any = print) -> PredictResult:
     check_data(cfg)  # names, registry, template: before Ray starts
     where = connect(cfg.ray.ray_address, cfg.ray.ray_init_kwargs)
     plan = plan_actors(cfg, ray.cluster_resources())
-    _quiet_ray_data()
+    quiet_ray_data()
     started = time.time()
     with surface_data_errors():
         examples, data, bad = prediction_examples(cfg, num_cpus=READ_CPUS)

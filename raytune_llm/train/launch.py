@@ -25,7 +25,7 @@ from ..data.errors import surface_data_errors
 from ..data.pipeline import check_data, packing_on, prepare_data
 from ..model.compile import check_compiler
 from ..model.loader import load_model_config, load_tokenizer
-from ..utils.cluster import connect
+from ..utils.cluster import connect, shortfall, size_workers
 from ..utils.errors import UserError, surfaced
 from .checkpoint import export_final
 from .engines import engine_name, fill_deepspeed_config
@@ -60,35 +60,29 @@ def plan_workers(
     """
     r = cfg.ray
     n = r.ray_num_workers * runs  # the workers of all runs at once
-    cpus, gpus = cluster.get("CPU", 0.0), cluster.get("GPU", 0.0)
-    reserve = min(max(0.5, 0.25 * cpus), 2.0)
-    if r.resources_per_worker:
-        resources = {k: float(v) for k, v in r.resources_per_worker.items()}
-    elif gpus >= n:
-        resources = {"GPU": 1.0, "CPU": 1.0}
-    else:
-        share = math.floor((cpus - reserve) / n * 4) / 4
-        if share < 0.25:
-            asked = f"ray_num_workers is {n}"
-            if runs > 1:
-                asked = f"{runs} concurrent trials x ray_num_workers {r.ray_num_workers} is {n}"
-            raise UserError(
-                f"{asked} but the cluster has {cpus:g} CPUs: too few to give each worker a share "
-                "and keep some for data; use "
-                + ("fewer concurrent trials (tune.max_concurrent_trials) or " if runs > 1 else "")
-                + "fewer workers"
-            )
-        resources = {"CPU": share}
-    for name, amount in resources.items():
-        have = cluster.get(name, 0.0)
-        if amount * n > have:
-            times = f"{runs} concurrent trials x " if runs > 1 else ""
-            raise UserError(
-                f"{times}ray_num_workers {r.ray_num_workers} x resources_per_worker {resources} "
-                f"needs {amount * n:g} {name} but the cluster has {have:g}; lower "
-                + ("tune.max_concurrent_trials, " if runs > 1 else "")
-                + "ray_num_workers or resources_per_worker, or add nodes"
-            )
+    cpus = cluster.get("CPU", 0.0)
+    # Training streams the whole data pipeline beside the workers: a quarter of the CPUs for it.
+    resources = size_workers(n, cluster, r.resources_per_worker, min(max(0.5, 0.25 * cpus), 2.0))
+    if resources is None:
+        asked = f"ray_num_workers is {n}"
+        if runs > 1:
+            asked = f"{runs} concurrent trials x ray_num_workers {r.ray_num_workers} is {n}"
+        raise UserError(
+            f"{asked} but the cluster has {cpus:g} CPUs: too few to give each worker a share "
+            "and keep some for data; use "
+            + ("fewer concurrent trials (tune.max_concurrent_trials) or " if runs > 1 else "")
+            + "fewer workers"
+        )
+    short = shortfall(n, resources, cluster)
+    if short:
+        name = short[0].split()[-1]
+        times = f"{runs} concurrent trials x " if runs > 1 else ""
+        raise UserError(
+            f"{times}ray_num_workers {r.ray_num_workers} x resources_per_worker {resources} "
+            f"needs {short[0]} but the cluster has {cluster.get(name, 0.0):g}; lower "
+            + ("tune.max_concurrent_trials, " if runs > 1 else "")
+            + "ray_num_workers or resources_per_worker, or add nodes"
+        )
     fits = [_fits(node, resources) for node in nodes]
     if r.placement_strategy == "STRICT_SPREAD" and sum(1 for f in fits if f) < r.ray_num_workers:
         raise UserError(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 from typing import Any
@@ -59,3 +60,34 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def size_workers(
+    count: int, cluster: dict[str, float], given: dict[str, float] | None, reserve: float
+) -> dict[str, float] | None:
+    """What each of ``count`` workers (training workers, inference engines) holds.
+
+    ``given`` (resources_per_worker) when set; else one GPU and one CPU each where the cluster
+    has a GPU for every worker; else an equal share of the CPUs left after ``reserve`` CPUs for
+    Ray Data's tasks (a worker holding every CPU starves the data and hangs), in quarters of a
+    CPU. None when that share would be below a quarter: too many workers for the CPUs.
+    """
+    if given:
+        return {k: float(v) for k, v in given.items()}
+    if cluster.get("GPU", 0.0) >= count:
+        return {"GPU": 1.0, "CPU": 1.0}
+    share = math.floor((cluster.get("CPU", 0.0) - reserve) / count * 4) / 4
+    return {"CPU": share} if share >= 0.25 else None
+
+
+def shortfall(
+    count: int, each: dict[str, float], cluster: dict[str, float], keep_cpus: float = 0.0
+) -> list[str]:
+    """The resources ``count`` workers of size ``each`` need beyond the cluster's ("4 CPU"),
+    keeping ``keep_cpus`` free for data tasks."""
+    short = []
+    for name, amount in each.items():
+        need = amount * count + (keep_cpus if name == "CPU" else 0.0)
+        if amount and need > cluster.get(name, 0.0):
+            short.append(f"{amount * count:g} {name}")
+    return short
