@@ -208,7 +208,7 @@ def run_predict(cfg: Config, *, log: Any = print) -> PredictResult:
     check_data(cfg)  # names, registry, template: before Ray starts
     where = connect(cfg.ray.ray_address, cfg.ray.ray_init_kwargs)
     plan = plan_actors(cfg, ray.cluster_resources())
-    quiet_ray_data()
+    _quiet_ray_data()
     started = time.time()
     with surface_data_errors():
         examples, data, bad = prediction_examples(cfg, num_cpus=READ_CPUS)
