@@ -21,6 +21,19 @@ def test_import_contracts_hold():
     assert "0 broken" in result.stdout
 
 
+def test_the_web_ui_reaches_no_training_tuning_data_or_model_code():
+    """The web UI writes a YAML and starts the CLI on it (a contract lint-imports keeps)."""
+    import tomllib
+
+    pyproject = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())
+    contracts = pyproject["tool"]["importlinter"]["contracts"]
+    webui = [c for c in contracts if c.get("source_modules") == ["raytune_llm.webui"]]
+    assert len(webui) == 1 and webui[0]["type"] == "forbidden"
+    assert set(webui[0]["forbidden_modules"]) == {
+        f"raytune_llm.{name}" for name in ("train", "tune", "data", "model")
+    }
+
+
 def test_config_and_cli_import_nothing_heavy_at_module_level():
     offenders = []
     for folder in ("config", "cli", "utils"):
