@@ -213,26 +213,17 @@ class TrainArgs(Section):
     @field_validator("lr_scheduler_type")
     @classmethod
     def _known_scheduler(cls, value: str) -> str:
-        if value not in SCHEDULERS:
-            hint = did_you_mean(value, SCHEDULERS)
-            raise ValueError(f"unknown schedule '{value}'{hint}; valid: {', '.join(SCHEDULERS)}")
-        return value
+        return _one_of([value], SCHEDULERS, "unknown schedule")[0]
 
     @field_validator("optim")
     @classmethod
     def _known_optimizer(cls, value: str) -> str:
-        if value not in OPTIMIZERS:
-            hint = did_you_mean(value, OPTIMIZERS)
-            raise ValueError(f"not supported{hint}; valid: {', '.join(OPTIMIZERS)}")
-        return value
+        return _one_of([value], OPTIMIZERS, "unknown optimizer")[0]
 
     @field_validator("report_to")
     @classmethod
     def _known_reporters(cls, value: list[str]) -> list[str]:
-        bad = [v for v in value if v not in REPORTERS]
-        if bad:
-            raise ValueError(f"unknown tracker {bad[0]!r}; valid: {', '.join(REPORTERS)}")
-        return value
+        return _one_of(value, REPORTERS, "unknown tracker")
 
     @field_validator("fsdp", mode="before")
     @classmethod
@@ -246,11 +237,15 @@ class TrainArgs(Section):
     @field_validator("fsdp")
     @classmethod
     def _known_fsdp_words(cls, value: list[str]) -> list[str]:
-        unknown = [w for w in value if w not in FSDP_WORDS]
-        if unknown:
-            hint = did_you_mean(unknown[0], FSDP_WORDS)
-            raise ValueError(
-                f"{', '.join(unknown)} is not supported{hint}; valid: {', '.join(FSDP_WORDS)} "
-                "(hybrid_shard: run one worker per node with full_shard, or use DeepSpeed)"
-            )
-        return value
+        note = " (hybrid_shard: run one worker per node with full_shard, or use DeepSpeed)"
+        return _one_of(value, FSDP_WORDS, "unknown FSDP option", note * ("hybrid_shard" in value))
+
+
+def _one_of(words: list[str], choices: tuple[str, ...], what: str, note: str = "") -> list[str]:
+    """``words`` when each is one of ``choices``; else a ValueError naming the first that is not,
+    the closest choice and every valid one."""
+    bad = [w for w in words if w not in choices]
+    if bad:
+        hint = did_you_mean(bad[0], choices)
+        raise ValueError(f"{what} {bad[0]!r}{hint}; valid: {', '.join(choices)}{note}")
+    return words

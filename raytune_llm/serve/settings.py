@@ -1,15 +1,5 @@
 """What a config's ``serve:`` section names, resolved: served names, adapters, key, resources.
 
-```yaml
-serve:
-  port: 8000
-  adapters: {sql: saves/llama3-8b/lora/sql, chat: saves/llama3-8b/lora/chat}
-  max_adapters_per_replica: 4
-  autoscaling: {min_replicas: 1, max_replicas: 4, target_ongoing_requests: 8}
-  num_gpus: 1
-  max_batch_size: 16
-```
-
 Every key has a default: a config without ``serve:`` serves its model on 127.0.0.1:8000 with one
 replica. The section is declared and validated with the config (raytune_llm.config.serve); this
 module resolves what it names. No ray or torch import here.

@@ -116,7 +116,7 @@ def test_optimizer_groups_weight_decay_and_loraplus():
     opt = build_optimizer(model, cfg("weight_decay=0.1", "adam_beta2=0.95"))
     decays = sorted(g["weight_decay"] for g in opt.param_groups)
     assert decays == [0.0, 0.1] and opt.defaults["betas"] == (0.9, 0.95)
-    with pytest.raises(ConfigError, match=r"optim \(command line\): got 'lion'; not supported"):
+    with pytest.raises(ConfigError, match=r"optim \(command line\): got 'lion'; unknown optimizer"):
         cfg("optim=lion")  # refused with the config, before a worker builds the optimiser
     with pytest.raises(ConfigError, match="did you mean 'adamw_torch'"):
         cfg("optim=adamw_torh")
