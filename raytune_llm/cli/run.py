@@ -109,8 +109,23 @@ def evaluate(args: argparse.Namespace) -> int:
 
 
 def export(args: argparse.Namespace) -> int:
-    load(args)
-    raise _not_yet("export", "adapter merging and export")
+    """Merge adapters and write a deployable model (safetensors or gguf) with a Modelfile."""
+    from ..export.run import run_export
+
+    result = run_export(load(args))
+    out = result.export_dir
+    print(f"exported in {result.seconds:.1f} s ({result.merge} merge, {result.dtype}) to {out}:")
+    print(f"  {', '.join(result.files)}")
+    gguf = [f for f in result.files if f.endswith(".gguf")]
+    how = (
+        f"llama-cli -m {out / gguf[0]}"
+        if gguf
+        else f"AutoModelForCausalLM.from_pretrained('{out}')"
+    )
+    print(f"  load it: {how}; Ollama: ollama create NAME -f {out / 'Modelfile'}")
+    if result.pushed_to:
+        print(f"  pushed to the hub as {result.pushed_to}")
+    return 0
 
 
 def webui(args: argparse.Namespace) -> int:

@@ -112,15 +112,34 @@ class ExportArgs(Section):
     """Keys of ``raytune-llm export``: merging adapters and writing a deployable model."""
 
     export_dir: str | None = doc(None, "Directory the merged (and maybe quantized) model goes to.")
-    export_size: int = doc(5, "Largest size of one weight shard, in GB.", gt=0)
+    export_size: float = doc(
+        5,
+        "Largest size of one weight shard, in GB (10^9 bytes; fractions such as 0.5 allowed).",
+        gt=0,
+    )
+    export_format: Literal["safetensors", "gguf"] = doc(
+        "safetensors",
+        "What export writes: safetensors (Hugging Face shards + index; .bin with "
+        "export_legacy_format) or gguf (one .gguf file for llama.cpp and Ollama, Llama and Qwen2 "
+        "architectures).",
+    )
+    export_gguf_type: Literal["f32", "f16", "bf16", "q8_0", "q4_0"] = doc(
+        "f16",
+        "Weight type of a gguf export: f32, f16, bf16, or the llama.cpp quantizations q8_0 and "
+        "q4_0 (norms and other 1-D weights stay f32).",
+    )
     export_device: Literal["cpu", "auto"] = doc(
         "cpu", "Device used to merge: cpu, or auto (GPU when there is one)."
     )
     export_quantization_bit: Literal[2, 3, 4, 8] | None = doc(
-        None, "Quantize the exported model to this many bits (GPTQ)."
+        None,
+        "Quantize the exported model to this many bits with GPTQ (gptqmodel + optimum; needs "
+        "export_quantization_dataset and a model without adapters: merge them first).",
     )
     export_quantization_dataset: str | None = doc(
-        None, "Calibration dataset (a path or dataset name) for export quantization."
+        None,
+        "Calibration data for export quantization: a .json/.jsonl/.txt file or a dataset named "
+        "in dataset_info.json; its texts are cut into export_quantization_maxlen-token windows.",
     )
     export_quantization_nsamples: int = doc(128, "Calibration samples for quantization.", gt=0)
     export_quantization_maxlen: int = doc(1024, "Longest calibration sample, in tokens.", gt=0)

@@ -21,6 +21,7 @@ from typing import Any
 
 from ..config import Config
 from ..data.templates import Message, get_template
+from ..model.adapter import merge_adapters
 from ..model.loader import load_model, load_tokenizer
 from ..utils.errors import UserError
 from .sampling import SamplingParams
@@ -105,14 +106,8 @@ class TransformersEngine:
     # ---- loading -------------------------------------------------------------------------------
 
     def _merge_config_adapters(self, model: Any) -> Any:
-        paths = self.cfg.model.adapter_name_or_path or []
-        if not paths:
-            return model
-        from peft import PeftModel
-
-        for path in paths:  # LLaMA-Factory merges every adapter of the config for inference
-            model = PeftModel.from_pretrained(model, path).merge_and_unload()
-        return model
+        # LLaMA-Factory merges every adapter of the config for inference
+        return merge_adapters(model, self.cfg.model.adapter_name_or_path or [])
 
     def _attach(self, model: Any, adapters: dict[str, str]) -> Any:
         from peft import PeftModel

@@ -87,6 +87,29 @@ def _lora_config(model: nn.Module, cfg: Config):
     )
 
 
+def merge_adapters(model: nn.Module, paths: list[str]) -> nn.Module:
+    """Merge LoRA adapters into the model's weights, in order (peft's ``merge_and_unload``).
+
+    Raises:
+        UserError: an adapter that does not fit the model (trained on another base).
+    """
+    from peft import PeftModel
+
+    for path in paths:
+        try:
+            model = PeftModel.from_pretrained(model, path).merge_and_unload()
+        except RuntimeError as err:
+            if "size mismatch" not in str(err):
+                raise
+            detail = next((ln.strip() for ln in str(err).splitlines() if "size mismatch" in ln),
+                          str(err))  # fmt: skip
+            raise UserError(
+                f"adapter_name_or_path {path} does not fit the model: {detail}; it was trained "
+                "on another base model"
+            ) from None
+    return model
+
+
 def setup_lora(model: nn.Module, cfg: Config, *, for_training: bool) -> nn.Module:
     """Load the config's adapters and/or add a new trainable one."""
     from peft import PeftModel, get_peft_model, prepare_model_for_kbit_training
@@ -102,8 +125,7 @@ def setup_lora(model: nn.Module, cfg: Config, *, for_training: bool) -> nn.Modul
     to_merge = adapters[:-1] if resume_last else adapters
     if cfg.model.quantization_bit and to_merge and for_training:
         raise UserError("a quantized model can continue one adapter, not merge several")
-    for path in to_merge:
-        model = PeftModel.from_pretrained(model, path).merge_and_unload()
+    model = merge_adapters(model, to_merge)
     if resume_last:
         return PeftModel.from_pretrained(model, adapters[-1], is_trainable=True)
     if for_training:

@@ -44,6 +44,7 @@ from transformers import (
 )
 
 from raytune_llm.model._tiny_text import CHAT_TEMPLATES, PRETOKENIZE_REGEX, corpus
+from raytune_llm.utils.files import publish
 
 # Bump when anything that changes the built files changes: cached built-ins then rebuild.
 KIT_VERSION = "1"
@@ -345,26 +346,10 @@ def build_tiny_model(
     try:
         _write_model(tmp, name, seed, tokenizer_vocab_size, overrides)
         tmp.chmod(0o755)
-        _publish(tmp, out, overwrite=overwrite)
+        publish(tmp, out, overwrite=overwrite)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
-
-
-def _publish(tmp: Path, out: Path, *, overwrite: bool) -> None:
-    """Rename `tmp` to `out` atomically; an existing `out` is moved aside first if `overwrite`."""
-    old = None
-    if overwrite and out.exists() and (not out.is_dir() or any(out.iterdir())):
-        old = out.with_name(f".{out.name}.old-{os.getpid()}-{tmp.name[-8:]}")
-        out.rename(old)
-    try:
-        os.rename(tmp, out)  # fails if `out` is a non-empty directory (e.g. another writer won)
-    finally:
-        if old is not None:
-            if old.is_dir():
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                old.unlink(missing_ok=True)
 
 
 def default_cache_dir() -> Path:
@@ -398,7 +383,7 @@ def ensure_builtin_model(name: str, cache_dir: str | os.PathLike | None = None) 
         _write_model(tmp, name, seed=0, vocab=DEFAULT_TOKENIZER_VOCAB_SIZE, overrides={})
         tmp.chmod(0o755)
         try:
-            _publish(tmp, target, overwrite=target.exists() and not _is_complete(target))
+            publish(tmp, target, overwrite=target.exists() and not _is_complete(target))
         except OSError:
             if not _is_complete(target):  # not a lost race: a real failure
                 raise

@@ -12,23 +12,14 @@ the endpoint answers and accepts it), so a run is never trained only to find it 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from ..config import Config
 from ..utils.errors import UserError
+from ..utils.hub import check_hub_access
 
-_TRUE = {"1", "ON", "YES", "TRUE"}
 _OFF = "set push_to_hub: false to train without uploading"
 _LOGIN = "log in with `hf auth login` (huggingface-cli login) or set HF_TOKEN or hub_token"
-
-
-def _offline_variable() -> str | None:
-    """The variable that puts huggingface_hub offline, if one does (as huggingface_hub reads)."""
-    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
-        if os.environ.get(name, "").upper() in _TRUE:
-            return name
-    return None
 
 
 def check_hub(cfg: Config, timeout: float = 10.0) -> None:
@@ -40,55 +31,7 @@ def check_hub(cfg: Config, timeout: float = 10.0) -> None:
     Raises:
         UserError: naming push_to_hub, what is wrong and what to do.
     """
-    offline = _offline_variable()
-    if offline:
-        raise UserError(
-            f"push_to_hub is true but the Hugging Face hub is switched off here "
-            f"({offline}={os.environ[offline]}); unset {offline} to upload, or {_OFF}"
-        )
-    from huggingface_hub import constants, get_token
-    from huggingface_hub.errors import HfHubHTTPError
-    from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
-
-    token = cfg.train.hub_token or get_token()
-    if not token:
-        raise UserError(
-            f"push_to_hub is true but no Hugging Face token was found: {_LOGIN}, or {_OFF}"
-        )
-    endpoint = constants.ENDPOINT
-    try:
-        response = get_session().get(
-            f"{endpoint}/api/whoami-v2", headers=build_hf_headers(token=token), timeout=timeout
-        )
-    except Exception as err:  # any transport failure: refused, timed out, no route, bad proxy
-        raise UserError(
-            f"push_to_hub is true but the hub at {endpoint} cannot be reached "
-            f"({type(err).__name__}: {err}); check the network and HF_ENDPOINT, or {_OFF}"
-        ) from None
-    try:
-        hf_raise_for_status(response)
-    except HfHubHTTPError as err:
-        if response.status_code == 401:
-            raise UserError(
-                f"push_to_hub is true but the hub at {endpoint} does not accept the token (not "
-                f"logged in): {_LOGIN} with a valid write token, or {_OFF}"
-            ) from None
-        raise UserError(
-            f"push_to_hub is true but the hub at {endpoint} answered {response.status_code} "
-            f"({err}); try again later, or {_OFF}"
-        ) from None
-    try:
-        role = response.json().get("auth", {}).get("accessToken", {}).get("role")
-    except ValueError:  # some other web server answered
-        raise UserError(
-            f"push_to_hub is true but {endpoint} does not answer as a Hugging Face hub; check "
-            f"HF_ENDPOINT, or {_OFF}"
-        ) from None
-    if role == "read":
-        raise UserError(
-            f"push_to_hub is true but the token is read-only; {_LOGIN} with a write token, "
-            f"or {_OFF}"
-        )
+    check_hub_access(cfg.train.hub_token, "push_to_hub is true", _OFF, _LOGIN, timeout)
 
 
 def upload_patterns(out: Path, strategy: str) -> tuple[list[str], Path | None]:
