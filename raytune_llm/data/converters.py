@@ -141,9 +141,8 @@ def _from_alpaca(record: Record, spec: DatasetSpec, stage: str, where: Any, tool
         return _pairwise(
             prompt, _msg("assistant", chosen), _msg("assistant", rejected), system, tools
         )
-    answer = _text(
-        record, c.response, "response", where, needed=not _reads(stage, "prompt"), null=_reads(stage, "prompt")
-    )
+    prompt_only = _reads(stage, "prompt")  # ppo: the answer is generated, not read
+    answer = _text(record, c.response, "response", where, needed=not prompt_only, null=prompt_only)
     if _reads(stage, "kto"):
         label = _label(record, spec, where)
         return _kto(prompt, _msg("assistant", answer), label, system, tools)

@@ -169,7 +169,7 @@ def test_shipped_data_converts_fully():
             "dpo",
             "sft",
             "'dpo': ranking (pairwise) data cannot be used with stage sft; it suits "
-            "stages rm, dpo, orpo, simpo",
+            "stages rm, dpo, orpo",
         ),
         ("dpo_sharegpt", "pt", "cannot be used with stage pt"),
         ("alpaca", "dpo", "'alpaca': stage dpo needs ranking (pairwise) data"),
@@ -187,8 +187,10 @@ def test_stage_checks_name_dataset_and_stage(specs, name, stage, message):
         convert({}, specs[name], stage)  # checked before the record is looked at
 
 
-def test_every_stage_is_known():
-    assert STAGES == ("pt", "sft", "rm", "ppo", "dpo", "kto", "orpo", "simpo")
+def test_every_stage_is_known(specs):
+    assert STAGES == ("pt", "sft", "rm", "ppo", "dpo", "kto", "orpo")
+    with pytest.raises(DataError, match="unknown stage 'simpo'"):
+        check_stage(specs["alpaca"], "simpo")  # simpo is a dpo loss (pref_loss: simpo), not a stage
 
 
 AT = Location("d.jsonl", 7)
