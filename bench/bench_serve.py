@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_serve.py [--requests 48] [--max-tokens 32] [--model bench-30m]
 
-What it measures: the application of ``raytune-llm serve`` (transformers engine) is deployed
+What it measures: the application of ``raytune-llm serve`` (transformers backend) is deployed
 twice on one local Ray instance (``ray.init(num_cpus=2)``), each model replica with 1 CPU:
 ``batched`` (``serve.batching: true``: continuous batching, ``max_batch_size: 16``,
 ``batch_wait_timeout_s: 0.01``) and ``unbatched`` (``serve.batching: false``: one request

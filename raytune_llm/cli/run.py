@@ -66,14 +66,14 @@ def tune(args: argparse.Namespace) -> int:
 
 def chat(args: argparse.Namespace) -> int:
     """Chat in the terminal: streamed answers, history, ``clear`` and ``exit``."""
+    from ..infer.backend import build_backend
     from ..infer.chat import ChatSession, run_chat
-    from ..infer.engine import build_engine
-    from ..infer.sampling import SamplingParams
+    from ..model.generate.sampling import SamplingParams
 
     cfg = load(args)
-    engine = build_engine(cfg)
+    backend = build_backend(cfg)
     system = args.system if args.system is not None else cfg.data.default_system or ""
-    return run_chat(ChatSession(engine, SamplingParams.from_config(cfg.generation), system))
+    return run_chat(ChatSession(backend, SamplingParams.from_config(cfg.generation), system))
 
 
 def serve(args: argparse.Namespace) -> int:

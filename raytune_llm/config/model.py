@@ -78,10 +78,10 @@ class ModelArgs(Section):
         None, "Device map for inference with a quantized model (auto spreads it over devices)."
     )
 
-    # Inference engine.
+    # Inference backend.
     infer_backend: Literal["huggingface", "vllm"] = doc(
         "huggingface",
-        "Engine for chat, serve and predict: huggingface (transformers, CPU or GPU) or vllm "
+        "Backend for chat, serve and predict: huggingface (transformers, CPU or GPU) or vllm "
         "(GPU, needs the vllm extra).",
     )
     infer_dtype: Literal["auto", "float16", "bfloat16", "float32"] = doc(

@@ -19,7 +19,8 @@ class RayArgs(Section):
     )
     ray_num_workers: int = doc(
         1,
-        "Training workers (processes, one per GPU on GPU nodes); for predict, the engines.",
+        "Training workers (processes, one per GPU on GPU nodes); for predict and eval, the "
+        "inference backends.",
         gt=0,
     )
     resources_per_worker: JsonDict | None = doc(

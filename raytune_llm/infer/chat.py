@@ -15,23 +15,24 @@ from collections.abc import Iterator
 from typing import TextIO
 
 from ..data.templates import Message
-from .engine import ContextLengthError, TransformersEngine
-from .sampling import SamplingParams
+from ..model.generate.decode import ContextLengthError
+from ..model.generate.sampling import SamplingParams
+from .backend import TransformersBackend
 
 HELP = "Type a message and press Enter; `clear` forgets the conversation, `exit` ends the chat."
 
 
 class ChatSession:
-    """A conversation with an engine: its history, system prompt and sampling settings."""
+    """A conversation with a backend: its history, system prompt and sampling settings."""
 
-    def __init__(self, engine: TransformersEngine, params: SamplingParams, system: str = ""):
-        self.engine, self.params, self.system = engine, params, system
+    def __init__(self, backend: TransformersBackend, params: SamplingParams, system: str = ""):
+        self.backend, self.params, self.system = backend, params, system
         self.history: list[Message] = []
 
     def prompt_ids(self, query: str) -> list[int]:
         """The prompt of the next turn: the whole conversation, then ``query``."""
         messages = [*self.history, {"role": "user", "content": query}]
-        return self.engine.encode_chat(messages, self.system)
+        return self.backend.encode_chat(messages, self.system)
 
     def reply(self, query: str) -> Iterator[str]:
         """Stream the answer to ``query``; the exchange joins the history once it is complete.
@@ -41,9 +42,9 @@ class ChatSession:
                 is left as it was).
         """
         prompt = self.prompt_ids(query)
-        self.engine.check_prompt(prompt, self.params)
+        self.backend.check_prompt(prompt, self.params)
         answer = ""
-        for event in self.engine.stream(prompt, self.params):
+        for event in self.backend.stream(prompt, self.params):
             answer += event.delta
             if event.delta:
                 yield event.delta
@@ -57,7 +58,7 @@ class ChatSession:
 
 def banner(session: ChatSession) -> str:
     """What the chat says first: the model, adapters, template, settings and how to use it."""
-    engine, cfg, p = session.engine, session.engine.cfg, session.params
+    backend, cfg, p = session.backend, session.backend.cfg, session.params
     adapters = ", ".join(cfg.model.adapter_name_or_path or []) or "none"
     template = cfg.data.template or "the tokenizer's own chat template"
     sampling = (
@@ -66,7 +67,7 @@ def banner(session: ChatSession) -> str:
         else "greedy decoding"
     )
     lines = [
-        f"raytune-llm chat: {cfg.model.model_name_or_path} on {engine.device}",
+        f"raytune-llm chat: {cfg.model.model_name_or_path} on {backend.device}",
         f"  adapters (merged): {adapters}",
         f"  template: {template}; {sampling}; at most {p.max_new_tokens} new tokens",
     ]

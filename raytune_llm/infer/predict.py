@@ -4,7 +4,7 @@
 
 LLaMA-Factory's ``do_predict`` with ``predict_with_generate``. The examples (``eval_dataset``;
 else the ``val_size`` split of ``dataset``; else all of ``dataset``) stream from the data
-pipeline into ``map_batches`` over an actor pool, one engine per actor (the model with
+pipeline into ``map_batches`` over an actor pool, one backend per actor (the model with
 ``adapter_name_or_path`` merged, one GPU each where the cluster has GPUs), that renders each
 prompt with the run's chat template, exactly as training did, and decodes a batch of
 ``per_device_eval_batch_size`` prompts together with the ``generation`` keys. The driver writes
@@ -41,17 +41,17 @@ PREDICTIONS = "generated_predictions.jsonl"
 RESULTS = "predict_results.json"
 PROGRESS_SECONDS = 30
 READ_CPUS = 0.25
-"""CPUs each read / convert task reserves: the engines never starve the data (DESIGN.md)."""
+"""CPUs each read / convert task reserves: the backends never starve the data (DESIGN.md)."""
 
 
 @dataclass(frozen=True)
 class ActorPlan:
-    """How many engines run, and what each one holds."""
+    """How many backends run, and what each one holds."""
 
     actors: int
     num_cpus: float
     num_gpus: float
-    threads: int  # torch threads in each engine (CPU engines)
+    threads: int  # torch threads in each backend (CPU backends)
 
 
 @dataclass
@@ -104,20 +104,20 @@ def check_predict(cfg: Config) -> Path:
 
 
 def plan_actors(cfg: Config, resources: dict[str, float]) -> ActorPlan:
-    """Engines and their resources: ``ray_num_workers`` engines (at most one per GPU where the
+    """Backends and their resources: ``ray_num_workers`` backends (at most one per GPU where the
     cluster has GPUs and resources_per_worker is unset), each sized by the rule training uses
     (utils.cluster.size_workers), with CPU kept for the read tasks."""
     n = cfg.ray.ray_num_workers
     given = cfg.ray.resources_per_worker
     if not given and resources.get("GPU", 0) >= 1:
-        n = min(n, int(resources["GPU"]))  # engines are independent: as many as there are GPUs
-    # Prediction only reads beside the engines: two read tasks' worth of CPU is kept for it.
+        n = min(n, int(resources["GPU"]))  # backends are independent: as many as there are GPUs
+    # Prediction only reads beside the backends: two read tasks' worth of CPU is kept for it.
     each = size_workers(n, resources, given, 2 * READ_CPUS) or {"CPU": 0.25}
     cpus, gpus = each.get("CPU", 1.0 if given else 0.0), each.get("GPU", 0.0)
     short = shortfall(n, {"CPU": cpus, "GPU": gpus}, resources, READ_CPUS)
     if short:
         raise UserError(
-            f"ray_num_workers {n} engines need {' and '.join(short)} (resources_per_worker "
+            f"ray_num_workers {n} backends need {' and '.join(short)} (resources_per_worker "
             f"{given or 'unset'}) but the cluster has {resources.get('CPU', 0):g} CPU and "
             f"{resources.get('GPU', 0):g} GPU; ask for fewer workers or resources"
         )
@@ -134,43 +134,43 @@ def split_example(example: dict[str, Any]) -> tuple[list[dict[str, str]], str, s
 
 
 class Predictor:
-    """One engine per actor: a batch of canonical examples → prompt, predict, label (in order)."""
+    """One backend per actor: a batch of canonical examples → prompt, predict, label (in order)."""
 
     def __init__(self, cfg: Config, threads: int):
         import torch
         from transformers.utils import logging as hf_logging
 
-        from .engine import build_engine
-        from .sampling import SamplingParams
+        from ..model.generate.sampling import SamplingParams
+        from .backend import build_backend
 
         hf_logging.disable_progress_bar()  # the driver reports progress
         if not torch.cuda.is_available():
             torch.set_num_threads(threads)  # Ray sets one thread per whole CPU held (DESIGN.md)
-        self.engine = build_engine(cfg)
+        self.backend = build_backend(cfg)
         self.params = SamplingParams.from_config(cfg.generation).with_overrides(
             seed=cfg.train.seed if cfg.generation.do_sample else None
         )
 
     def __call__(self, batch: Any) -> dict[str, list]:
-        engine = self.engine
+        backend = self.backend
         prompts, labels = [], []
         examples = batch.column("_example").to_pylist()
         for raw, where in zip(examples, batch.column("_where").to_pylist(), strict=True):
             messages, system, tools, label = split_example(pickle.loads(raw))
             try:
-                ids = engine.encode_chat(messages, system, tools)
+                ids = backend.encode_chat(messages, system, tools)
             except UserError as err:
                 raise DataError(str(err), where=where) from None
-            if len(ids) >= engine.context_length:
+            if len(ids) >= backend.context_length:
                 raise DataError(
                     f"the prompt is {len(ids)} tokens but the model's context is "
-                    f"{engine.context_length}; shorten it or leave it out (max_samples)",
+                    f"{backend.context_length}; shorten it or leave it out (max_samples)",
                     where=where,
                 )
             prompts.append(ids)
             labels.append(label)
-        answers = engine.generate(prompts, self.params)
-        decode = engine.tokenizer.decode
+        answers = backend.generate(prompts, self.params)
+        decode = backend.tokenizer.decode
         return {
             "prompt": [decode(p, skip_special_tokens=False) for p in prompts],
             "predict": [a.text for a in answers],
@@ -204,7 +204,7 @@ def run_predict(cfg: Config, *, log: Any = print) -> PredictResult:
     import ray.data
 
     out = check_predict(cfg)
-    make_paths_absolute(cfg)  # the engines run in other processes
+    make_paths_absolute(cfg)  # the backends run in other processes
     check_data(cfg)  # names, registry, template: before Ray starts
     where = connect(cfg.ray.ray_address, cfg.ray.ray_init_kwargs)
     plan = plan_actors(cfg, ray.cluster_resources())
@@ -212,7 +212,7 @@ def run_predict(cfg: Config, *, log: Any = print) -> PredictResult:
     started = time.time()
     with surface_data_errors():
         examples, data, bad = prediction_examples(cfg, num_cpus=READ_CPUS)
-        log(f"raytune-llm: predicting for {data} on {where}: {plan.actors} engine(s) x "
+        log(f"raytune-llm: predicting for {data} on {where}: {plan.actors} backend(s) x "
             f"{plan.num_gpus:g} GPU, {plan.num_cpus:g} CPU, batches of "
             f"{cfg.train.per_device_eval_batch_size}")  # fmt: skip
         answered = examples.map_batches(

@@ -1,8 +1,8 @@
-"""The model replicas: the transformers engine, adapters loaded on demand, continuous batching.
+"""The model replicas: the transformers backend, adapters loaded on demand, continuous batching.
 
 * Adapters are Serve multiplexed models: the ingress routes a request for adapter ``x`` with
   ``multiplexed_model_id=x`` to a replica that holds it; Serve's LRU keeps the
-  ``max_adapters_per_replica`` most recently used on each replica. The engine loads an adapter
+  ``max_adapters_per_replica`` most recently used on each replica. The backend loads an adapter
   when a batch first needs it and lets go of those Serve evicted when it switches or idles.
 * Every request, streamed or not, is decoded by one :class:`ContinuousBatcher` per replica:
   requests join the running batch at the next decoding step and leave it when they finish
@@ -18,9 +18,10 @@ from typing import Any
 from ray import serve
 
 from ..config import Config
-from ..infer.continuous import ContinuousBatcher
-from ..infer.engine import ContextLengthError, Event, TransformersEngine
-from ..infer.sampling import SamplingParams
+from ..infer.backend import TransformersBackend
+from ..model.generate.continuous import ContinuousBatcher
+from ..model.generate.decode import ContextLengthError, Event
+from ..model.generate.sampling import SamplingParams
 from ..utils.errors import UserError
 
 
@@ -59,12 +60,12 @@ class ModelServer:
         cfg = cfg.model_copy(
             update={"model": cfg.model.model_copy(update={"adapter_name_or_path": None})}
         )  # adapters are served by name here, not merged into the base
-        self.engine = TransformersEngine(cfg, name=name)
+        self.backend = TransformersBackend(cfg, name=name)
         self.paths = dict(adapters)
         self.defaults = SamplingParams.from_config(cfg.generation)
         self.wanted: set[str] = set()  # the adapters Serve's LRU holds for this replica
         rows = max_batch_size if batching else 1
-        self.batcher = ContinuousBatcher(self.engine, rows, batch_wait_timeout_s, self._switch)
+        self.batcher = ContinuousBatcher(self.backend, rows, batch_wait_timeout_s, self._switch)
 
         async def load_adapter(adapter: str) -> _Loaded:
             self.wanted.add(adapter)  # loaded by the batcher when a batch first needs it
@@ -74,11 +75,11 @@ class ModelServer:
 
     def _switch(self, adapter: str | None) -> None:
         """Before a batch for ``adapter`` (None: base or idle): unload evicted ones, load it."""
-        for name in list(self.engine.adapters):
+        for name in list(self.backend.adapters):
             if name != adapter and name not in self.wanted:
-                self.engine.remove_adapter(name)
-        if adapter is not None and adapter not in self.engine.adapters:
-            self.engine.add_adapter(adapter, self.paths[adapter])
+                self.backend.remove_adapter(name)
+        if adapter is not None and adapter not in self.backend.adapters:
+            self.backend.add_adapter(adapter, self.paths[adapter])
 
     def stats(self, reset: bool = False) -> dict[str, Any]:
         """Loaded adapters and rows per decoding step since the last reset (tests, benchmarks)."""
@@ -86,7 +87,7 @@ class ModelServer:
         if reset:
             self.batcher.sizes.clear()
         return {
-            "adapters": list(self.engine.adapters),
+            "adapters": list(self.backend.adapters),
             "steps": len(sizes),
             "mean_batch": sum(sizes) / len(sizes) if sizes else 0.0,
             "largest_batch": max(sizes, default=0),
@@ -96,10 +97,10 @@ class ModelServer:
 
     def _prepare(self, payload: dict[str, Any], overrides: dict[str, Any]) -> tuple[Any, ...]:
         if "messages" in payload:
-            prompt = self.engine.encode_chat(payload["messages"], payload.get("system", ""))
+            prompt = self.backend.encode_chat(payload["messages"], payload.get("system", ""))
         else:
-            prompt = self.engine.encode_text(payload["prompt"])
-        params = self.engine.check_prompt(prompt, self.defaults.with_overrides(**overrides))
+            prompt = self.backend.encode_text(payload["prompt"])
+        params = self.backend.check_prompt(prompt, self.defaults.with_overrides(**overrides))
         return payload.get("adapter"), prompt, params
 
     async def _events(self, adapter: str | None, prompt: list[int], params: SamplingParams):

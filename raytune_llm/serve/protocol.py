@@ -1,6 +1,6 @@
 """The OpenAI API shapes the server speaks: requests (pydantic), responses, stream chunks, errors.
 
-Only what the transformers engine can honour is accepted; anything else (n > 1, logprobs, tools
+Only what the transformers backend can honour is accepted; anything else (n > 1, logprobs, tools
 calls) is refused with a 400 naming the field, never silently ignored.
 """
 

@@ -34,7 +34,7 @@ def base_name(cfg: Config, args: ServeArgs) -> str:
 
 def served_adapters(cfg: Config, args: ServeArgs) -> dict[str, str]:
     """Adapter name → path: adapter_name_or_path's (named by folder), then serve.adapters."""
-    from ..infer.engine import adapter_names
+    from ..infer.backend import adapter_names
 
     adapters = adapter_names(cfg.model.adapter_name_or_path or [])
     adapters.update(args.adapters)

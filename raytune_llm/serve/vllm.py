@@ -39,7 +39,7 @@ def _lora_folder(adapters: dict[str, str]) -> str:
 def llm_config_kwargs(cfg: Config, args: ServeArgs) -> dict[str, Any]:
     """``LLMConfig(**kwargs)`` arguments for a config and its ``serve:`` section."""
     m = cfg.model
-    engine: dict[str, Any] = {
+    engine_kwargs: dict[str, Any] = {
         "max_model_len": m.vllm_maxlen,
         "gpu_memory_utilization": m.vllm_gpu_util,
         "enforce_eager": m.vllm_enforce_eager,
@@ -48,7 +48,7 @@ def llm_config_kwargs(cfg: Config, args: ServeArgs) -> dict[str, Any]:
     }
     gpus = args.num_gpus if args.num_gpus is not None else 1
     if gpus > 1:
-        engine["tensor_parallel_size"] = int(gpus)
+        engine_kwargs["tensor_parallel_size"] = int(gpus)
     deployment: dict[str, Any] = {"max_ongoing_requests": args.max_ongoing_requests}
     deployment.update(scaling_options(args))
     kwargs: dict[str, Any] = {
@@ -56,12 +56,12 @@ def llm_config_kwargs(cfg: Config, args: ServeArgs) -> dict[str, Any]:
             "model_id": base_name(cfg, args),
             "model_source": m.model_name_or_path,
         },
-        "engine_kwargs": engine,
+        "engine_kwargs": engine_kwargs,
         "deployment_config": deployment,
     }
     adapters = served_adapters(cfg, args)
     if adapters:
-        engine.update(
+        engine_kwargs.update(
             enable_lora=True,
             max_lora_rank=m.vllm_max_lora_rank,
             max_loras=min(len(adapters), args.max_adapters_per_replica),
@@ -70,7 +70,7 @@ def llm_config_kwargs(cfg: Config, args: ServeArgs) -> dict[str, Any]:
             "dynamic_lora_loading_path": _lora_folder(adapters),
             "max_num_adapters_per_replica": args.max_adapters_per_replica,
         }
-    engine.update(m.vllm_config or {})  # the user's own engine arguments win
+    engine_kwargs.update(m.vllm_config or {})  # the user's own vLLM engine arguments win
     if args.accelerator_type:
         kwargs["accelerator_type"] = args.accelerator_type
     return kwargs

@@ -10,7 +10,7 @@ import torch
 from ..config import Config
 
 
-def _groups(model: Any, cfg: Config) -> list[dict[str, Any]]:
+def _param_groups(model: Any, cfg: Config) -> list[dict[str, Any]]:
     """Parameter groups: no weight decay on biases and norms; LoRA+ learning rates."""
     t, ft = cfg.train, cfg.finetuning
     groups: dict[tuple[float, float], list[torch.nn.Parameter]] = {}
@@ -31,7 +31,7 @@ def _groups(model: Any, cfg: Config) -> list[dict[str, Any]]:
 def build_optimizer(model: Any, cfg: Config) -> torch.optim.Optimizer:
     """SGD or AdamW, as ``optim`` names (one of config.train.OPTIMIZERS, checked at load)."""
     t = cfg.train
-    groups = _groups(model, cfg)
+    groups = _param_groups(model, cfg)
     if t.optim == "sgd":
         return torch.optim.SGD(groups, lr=t.learning_rate)
     return torch.optim.AdamW(

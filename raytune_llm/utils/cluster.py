@@ -65,7 +65,7 @@ def _free_port() -> int:
 def size_workers(
     count: int, cluster: dict[str, float], given: dict[str, float] | None, reserve: float
 ) -> dict[str, float] | None:
-    """What each of ``count`` workers (training workers, inference engines) holds.
+    """What each of ``count`` workers (training workers, inference backends) holds.
 
     ``given`` (resources_per_worker) when set; else one GPU and one CPU each where the cluster
     has a GPU for every worker; else an equal share of the CPUs left after ``reserve`` CPUs for

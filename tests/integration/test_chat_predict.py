@@ -1,6 +1,6 @@
 """`raytune-llm chat` and `raytune-llm predict` on the tiny model, driven as a user would.
 
-Chat streams the engine's greedy answer, keeps the conversation, forgets it on `clear` and ends
+Chat streams the backend's greedy answer, keeps the conversation, forgets it on `clear` and ends
 with exit code 0. Predict answers the demo eval data with Ray Data (the shipped predict example,
 its model swapped for the tiny one plus a LoRA adapter made with peft) into
 generated_predictions.jsonl in dataset order, refuses to overwrite it, and refuses bad configs
@@ -23,8 +23,8 @@ from raytune_llm.config import load_config
 from raytune_llm.data.demo import alpaca_prompt
 from raytune_llm.data.errors import surface_data_errors
 from raytune_llm.data.pipeline import prediction_examples, prepare_data
-from raytune_llm.infer.engine import build_engine
-from raytune_llm.infer.sampling import SamplingParams
+from raytune_llm.infer.backend import build_backend
+from raytune_llm.model.generate.sampling import SamplingParams
 from raytune_llm.model.loader import load_tokenizer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -79,12 +79,12 @@ def answers_in(stdout: str) -> list[str]:
 
 def test_chat_streams_keeps_history_and_clears(chat_config):
     q1, q2, q3 = "Name the first letter: a b c", "Count the letters: x y", "hi"
-    engine = build_engine(load_config(chat_config))
+    backend = build_backend(load_config(chat_config))
 
     def answer(*turns: str) -> str:
         roles = ("user", "assistant")
         messages = [{"role": roles[i % 2], "content": t} for i, t in enumerate(turns)]
-        return engine.generate([engine.encode_chat(messages, SYSTEM)], GREEDY)[0].text
+        return backend.generate([backend.encode_chat(messages, SYSTEM)], GREEDY)[0].text
 
     a1 = answer(q1)
     a2 = answer(q1, a1, q2)
@@ -106,7 +106,7 @@ def test_chat_survives_a_long_prompt_and_ends_at_end_of_input(chat_config):
 
     from raytune_llm.infer.chat import ChatSession, run_chat
 
-    session = ChatSession(build_engine(load_config(chat_config)), GREEDY)
+    session = ChatSession(build_backend(load_config(chat_config)), GREEDY)
     out = StringIO()
     long = "a " * 5000  # more tokens than the tiny model's context
     assert run_chat(session, StringIO(f"{long}\nhi\n"), out) == 0  # no `exit`: end of input
@@ -158,19 +158,21 @@ def test_predict_writes_every_answer_in_dataset_order(predicted, tiny_llama_dir,
     records = json.loads((ROOT / "data" / "demo_alpaca_eval.json").read_text())[:N]
     assert [r["label"] for r in rows] == [r["output"] for r in records]
     assert all(set(r) == {"prompt", "predict", "label"} for r in rows)
-    # The same prompts answered here by the engine (the adapter merged) give the same answers.
+    # The same prompts answered here by the backend (the adapter merged) give the same answers.
     cfg = load_config(EXAMPLE, args[2:])
-    engine = build_engine(cfg)
+    backend = build_backend(cfg)
     prompts = [
-        engine.encode_chat([{"role": "user", "content": alpaca_prompt(r)}], r["system"])
+        backend.encode_chat([{"role": "user", "content": alpaca_prompt(r)}], r["system"])
         for r in records
     ]
     params = SamplingParams.from_config(cfg.generation)
-    expected = [c.text for i in range(0, N, 8) for c in engine.generate(prompts[i : i + 8], params)]
+    expected = [
+        c.text for i in range(0, N, 8) for c in backend.generate(prompts[i : i + 8], params)
+    ]
     assert [r["predict"] for r in rows] == expected
-    base = build_engine(load_config(EXAMPLE, [*args[2:], "adapter_name_or_path=null"]))
+    base = build_backend(load_config(EXAMPLE, [*args[2:], "adapter_name_or_path=null"]))
     assert [c.text for c in base.generate(prompts[:8], params)] != expected[:8]  # it was merged
-    decode = engine.tokenizer.decode
+    decode = backend.tokenizer.decode
     assert [r["prompt"] for r in rows] == [decode(p, skip_special_tokens=False) for p in prompts]
     results = json.loads((out / "predict_results.json").read_text())
     assert results["predict_samples"] == N

@@ -8,17 +8,17 @@ import time
 import pytest
 
 from raytune_llm.config import load_config
-from raytune_llm.infer.continuous import ContinuousBatcher
-from raytune_llm.infer.engine import build_engine
-from raytune_llm.infer.sampling import SamplingParams
+from raytune_llm.infer.backend import build_backend
+from raytune_llm.model.generate.continuous import ContinuousBatcher
+from raytune_llm.model.generate.sampling import SamplingParams
 
 
 @pytest.fixture(scope="module")
-def engine(tiny_llama_dir, tiny_lora_adapters):
+def backend(tiny_llama_dir, tiny_lora_adapters):
     cfg = load_config(
         None, values={"model_name_or_path": str(tiny_llama_dir), "template": "llama3"}
     )
-    return build_engine(cfg, adapters=tiny_lora_adapters)
+    return build_backend(cfg, adapters=tiny_lora_adapters)
 
 
 class Collector:
@@ -47,19 +47,19 @@ class Collector:
         return self.texts
 
 
-def test_joining_rows_match_single_runs_across_adapters(engine):
+def test_joining_rows_match_single_runs_across_adapters(backend):
     words = "river stone cloud maple lantern copper violin meadow".split()
     models = (None, "alpha", "beta")  # in runs: a batch holds one adapter at a time
     jobs = []
     for i in range(16):
-        prompt = engine.encode_chat([{"role": "user", "content": " ".join(words[: 2 + i % 6])}])
+        prompt = backend.encode_chat([{"role": "user", "content": " ".join(words[: 2 + i % 6])}])
         params = SamplingParams(
             max_new_tokens=3 + (i * 5) % 14, do_sample=False, stop=("e",) if i % 4 == 0 else ()
         )
         jobs.append((models[i * 3 // 16], prompt, params))
-    alone = [engine.generate([p], s, m)[0].text for m, p, s in jobs]
+    alone = [backend.generate([p], s, m)[0].text for m, p, s in jobs]
     prepared: list[str | None] = []
-    batcher = ContinuousBatcher(engine, max_rows=4, prepare=prepared.append)
+    batcher = ContinuousBatcher(backend, max_rows=4, prepare=prepared.append)
     got = Collector(len(jobs))
     for i, (model, prompt, params) in enumerate(jobs):
         batcher.submit(model, prompt, params, got.emit(i))
@@ -69,15 +69,15 @@ def test_joining_rows_match_single_runs_across_adapters(engine):
     assert {"alpha", "beta", None} <= set(prepared)
 
 
-def test_a_cancelled_row_stops_and_a_failed_adapter_fails_only_its_request(engine):
-    prompt = engine.encode_text("one two three")
+def test_a_cancelled_row_stops_and_a_failed_adapter_fails_only_its_request(backend):
+    prompt = backend.encode_text("one two three")
     long = SamplingParams(max_new_tokens=400, do_sample=False)
 
     def prepare(adapter):
         if adapter == "broken":
             raise RuntimeError("cannot load broken")
 
-    batcher = ContinuousBatcher(engine, max_rows=2, prepare=prepare)
+    batcher = ContinuousBatcher(backend, max_rows=2, prepare=prepare)
     first = threading.Event()
     cancel = batcher.submit(None, prompt, long, lambda event: first.set())
     assert first.wait(60)
@@ -89,15 +89,15 @@ def test_a_cancelled_row_stops_and_a_failed_adapter_fails_only_its_request(engin
     assert isinstance(texts[0], RuntimeError) and isinstance(texts[1], str)
 
 
-def test_adapters_load_and_unload_on_demand(engine, tiny_llama_dir, tiny_lora_adapters):
+def test_adapters_load_and_unload_on_demand(backend, tiny_llama_dir, tiny_lora_adapters):
     """What a serve replica does as Serve's LRU asks: add, switch, remove, back to the base."""
     cfg = load_config(
         None, values={"model_name_or_path": str(tiny_llama_dir), "template": "llama3"}
     )
-    fresh = build_engine(cfg)
+    fresh = build_backend(cfg)
     prompt = fresh.encode_text("one two three")
     greedy = SamplingParams(max_new_tokens=6, do_sample=False)
-    want = {m: engine.generate([prompt], greedy, m)[0].text for m in (None, "alpha", "beta")}
+    want = {m: backend.generate([prompt], greedy, m)[0].text for m in (None, "alpha", "beta")}
     fresh.add_adapter("alpha", tiny_lora_adapters["alpha"])
     fresh.add_adapter("beta", tiny_lora_adapters["beta"])
     assert {m: fresh.generate([prompt], greedy, m)[0].text for m in want} == want

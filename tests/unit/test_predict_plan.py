@@ -1,4 +1,4 @@
-"""What `raytune-llm predict` decides before Ray or a model starts: engines, refusals, labels."""
+"""What `raytune-llm predict` decides before Ray or a model starts: backends, refusals, labels."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def cfg(tmp_path, **values):
     return load_config(None, values={**BASE, "output_dir": str(tmp_path / "out"), **values})
 
 
-def test_engines_leave_cpu_for_the_reads_and_take_a_gpu_each(tmp_path):
+def test_backends_leave_cpu_for_the_reads_and_take_a_gpu_each(tmp_path):
     assert plan_actors(cfg(tmp_path), {"CPU": 2}) == ActorPlan(1, 1.5, 0.0, 2)
     assert plan_actors(cfg(tmp_path, ray_num_workers=2), {"CPU": 8}) == ActorPlan(2, 3.75, 0, 4)
     assert plan_actors(cfg(tmp_path, ray_num_workers=4), {"CPU": 16, "GPU": 2}) == ActorPlan(
@@ -35,7 +35,7 @@ def test_engines_leave_cpu_for_the_reads_and_take_a_gpu_each(tmp_path):
     )
     given = cfg(tmp_path, resources_per_worker={"CPU": 1})
     assert plan_actors(given, {"CPU": 2}) == ActorPlan(1, 1.0, 0.0, 1)
-    with pytest.raises(UserError, match="ray_num_workers 4 engines need 4 CPU"):
+    with pytest.raises(UserError, match="ray_num_workers 4 backends need 4 CPU"):
         plan_actors(cfg(tmp_path, ray_num_workers=4, resources_per_worker={"CPU": 1}), {"CPU": 2})
 
 

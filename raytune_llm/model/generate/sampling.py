@@ -1,4 +1,4 @@
-"""Sampling settings of one request, and one decoding step for a batch whose rows differ."""
+"""Sampling settings of one answer, and one decoding step for a batch whose rows differ."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import torch
 
-    from ..config.generation import GenerationArgs
+    from ...config.generation import GenerationArgs
 
 
 @dataclass(frozen=True)
@@ -59,8 +59,11 @@ def next_tokens(
 ) -> torch.Tensor:
     """One token per row from the last position's logits, each row with its own settings.
 
+    Sampling runs on the CPU (seeded generators are CPU generators); the tokens come back on the
+    logits' device.
+
     Args:
-        logits: (batch, vocab) float logits of the last position.
+        logits: (batch, vocab) logits of the last position, on any device.
         params: each row's settings.
         history: (batch, length) ids seen so far by each row (prompt and answer; pads included,
             which only matters for the repetition penalty of pad tokens).
@@ -68,8 +71,8 @@ def next_tokens(
     """
     import torch
 
-    logits = logits.float()
-    out = torch.empty(logits.size(0), dtype=torch.long, device=logits.device)
+    device, logits, history = logits.device, logits.float().cpu(), history.cpu()
+    out = torch.empty(logits.size(0), dtype=torch.long)
     for row, p in enumerate(params):
         scores = logits[row]
         if p.repetition_penalty != 1.0:
@@ -93,4 +96,13 @@ def next_tokens(
             scores = scores.scatter(0, order[drop], float("-inf"))
         probs = torch.softmax(scores, dim=-1)
         out[row] = torch.multinomial(probs, 1, generator=generators[row])[0]
-    return out
+    return out.to(device)
+
+
+def seeded(seed: int | None) -> torch.Generator | None:
+    """A CPU generator for a seeded answer (None: torch's global one)."""
+    if seed is None:
+        return None
+    import torch
+
+    return torch.Generator().manual_seed(seed)

@@ -1,15 +1,15 @@
-"""Continuous batching for the transformers engine: requests join and leave one running batch.
+"""Continuous batching: requests join and leave one running batch of a :class:`.Decoder`.
 
-A scheduler thread owns the engine. At every decoding step it removes the rows that finished,
+A scheduler thread owns the decoder. At every decoding step it removes the rows that finished,
 admits waiting requests (prefilled together, their KV caches left-padded to the running batch's
 length and stacked onto it), then decodes one token for every row. A request therefore never
 waits for a whole batch to finish, and a batch never waits for stragglers to arrive.
 
-Requests are admitted in arrival order; the model's active adapter is global, so a running batch
-holds one adapter, and a request for another adapter waits until the rows ahead of it drain
-(rows behind it are not admitted past it: no starvation). A model whose cache is not plain
-full attention (sliding-window layers) is batched statically instead: new requests start
-together once the running batch has drained.
+Requests are admitted in arrival order; a model's active adapter is global, so a running batch
+holds one adapter (entered with ``decoder.session(adapter)``), and a request for another adapter
+waits until the rows ahead of it drain (rows behind it are not admitted past it: no starvation).
+A model whose cache is not plain full attention (sliding-window layers) is batched statically
+instead: new requests start together once the running batch has drained.
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from contextlib import ExitStack, suppress
-from dataclasses import dataclass, field
+from contextlib import suppress
+from dataclasses import dataclass
 from typing import Any
 
-from .engine import Event, TransformersEngine, _generator, _stop_at
-from .sampling import SamplingParams, next_tokens
+from .decode import Answer, Decoder, Event, left_padded
+from .sampling import SamplingParams, next_tokens, seeded
 
 Emit = Callable[[Event | BaseException], None]
 """Receives a row's events (row is always 0) or the exception that ended it."""
@@ -33,10 +33,8 @@ Emit = Callable[[Event | BaseException], None]
 class _Row:
     adapter: str | None
     prompt: list[int]
-    params: SamplingParams
+    answer: Answer
     emit: Emit
-    answer: list[int] = field(default_factory=list)
-    shown: str = ""
     generator: Any = None
     pending: int = -1  # the last sampled token, fed at the next step
     position: int = 0  # position id of the pending token
@@ -47,7 +45,8 @@ class ContinuousBatcher:
     """Decode submitted requests with continuous batching (see the module docstring).
 
     Args:
-        engine: the engine; this batcher is its only user from now on.
+        decoder: the decoder (an inference backend, or a policy's); this batcher is its only
+            user from now on.
         max_rows: most rows decoded together (1: one request at a time).
         wait_s: when idle, how long the first request waits for others to start with it.
         prepare: called in the scheduler thread before a batch for an adapter starts (loads the
@@ -56,12 +55,12 @@ class ContinuousBatcher:
 
     def __init__(
         self,
-        engine: TransformersEngine,
+        decoder: Decoder,
         max_rows: int,
         wait_s: float = 0.0,
         prepare: Callable[[str | None], None] | None = None,
     ):
-        self.engine, self.max_rows, self.wait_s = engine, max_rows, wait_s
+        self.decoder, self.max_rows, self.wait_s = decoder, max_rows, wait_s
         self.prepare = prepare or (lambda adapter: None)
         self._queue: deque[_Row] = deque()
         self._cond = threading.Condition()
@@ -72,7 +71,7 @@ class ContinuousBatcher:
         self, adapter: str | None, prompt: Sequence[int], params: SamplingParams, emit: Emit
     ) -> Callable[[], None]:
         """Queue a request; returns a function that cancels it (its row stops at the next step)."""
-        row = _Row(adapter, list(prompt), params, emit, generator=_generator(params.seed))
+        row = _Row(adapter, list(prompt), Answer(params), emit, generator=seeded(params.seed))
         with self._cond:
             self._queue.append(row)
             self._cond.notify()
@@ -118,14 +117,8 @@ class ContinuousBatcher:
 
     def _run(self, adapter: str | None) -> None:
         """Decode batches for one adapter until no row is left and none of its requests waits."""
-        import torch
-
-        engine = self.engine
         state = _Batch()
-        with ExitStack() as stack:
-            stack.enter_context(engine._lock)
-            stack.enter_context(engine._adapter(adapter))
-            stack.enter_context(torch.inference_mode())
+        with self.decoder.session(adapter):
             while True:
                 room = self.max_rows - len(state.rows)
                 new = self._take(adapter, room if state.joinable or not state.rows else 0)
@@ -142,16 +135,10 @@ class ContinuousBatcher:
 
     def _admit(self, state: _Batch, rows: list[_Row]) -> None:
         """Prefill new rows together and stack their caches onto the running batch."""
-        torch, engine = _torch(), self.engine
-        width = max(len(r.prompt) for r in rows)
-        ids = torch.full((len(rows), width), engine.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, row in enumerate(rows):
-            ids[i, width - len(row.prompt) :] = torch.tensor(row.prompt, dtype=torch.long)
-            mask[i, width - len(row.prompt) :] = 1
-        ids, mask = ids.to(engine.device), mask.to(engine.device)
+        decoder = self.decoder
+        ids, mask = left_padded([r.prompt for r in rows], decoder.pad_id, decoder.device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        out = engine.model(
+        out = decoder.model(
             input_ids=ids,
             attention_mask=mask,
             position_ids=positions,
@@ -166,12 +153,11 @@ class ContinuousBatcher:
 
     def _step(self, state: _Batch) -> None:
         """Feed every row its pending token; sample the next one."""
-        torch, engine = _torch(), self.engine
-        step_ids = torch.tensor([[r.pending] for r in state.rows], device=engine.device)
-        positions = torch.tensor([[r.position] for r in state.rows], device=engine.device)
-        ones = torch.ones((len(state.rows), 1), dtype=state.mask.dtype, device=engine.device)
-        state.mask = torch.cat([state.mask, ones], dim=1)
-        out = engine.model(
+        torch, decoder = _torch(), self.decoder
+        step_ids = torch.tensor([[r.pending] for r in state.rows], device=decoder.device)
+        positions = torch.tensor([[r.position] for r in state.rows], device=decoder.device)
+        state.mask = torch.cat([state.mask, state.mask.new_ones((len(state.rows), 1))], dim=1)
+        out = decoder.model(
             input_ids=step_ids,
             attention_mask=state.mask,
             position_ids=positions,
@@ -186,18 +172,14 @@ class ContinuousBatcher:
 
     def _sample(self, state: _Batch, logits: Any, which: list[int]) -> None:
         """Next tokens of the rows ``which`` (indices into state.rows; logits in that order)."""
-        torch, engine = _torch(), self.engine
-        rows = [state.rows[i] for i in which]
-        if any(r.params.repetition_penalty != 1.0 for r in rows):
-            seqs = [r.prompt + r.answer for r in rows]
-            width = max(len(s) for s in seqs)
-            history = torch.full((len(rows), width), engine.pad_id, dtype=torch.long)
-            for i, s in enumerate(seqs):
-                history[i, width - len(s) :] = torch.tensor(s, dtype=torch.long)
+        torch, rows = _torch(), [state.rows[i] for i in which]
+        params, generators = [r.answer.params for r in rows], [r.generator for r in rows]
+        if any(p.repetition_penalty != 1.0 for p in params):
+            seqs = [r.prompt + r.answer.token_ids for r in rows]
+            history = left_padded(seqs, self.decoder.pad_id)[0]
         else:
             history = torch.zeros((len(rows), 1), dtype=torch.long)
-        params, generators = [r.params for r in rows], [r.generator for r in rows]
-        tokens = next_tokens(logits.cpu(), params, history, generators)
+        tokens = next_tokens(logits, params, history, generators)
         done = []
         for index, row, token in zip(which, rows, tokens.tolist(), strict=True):
             if row.cancelled or self._advance(row, int(token)):
@@ -207,24 +189,11 @@ class ContinuousBatcher:
 
     def _advance(self, row: _Row, token: int) -> bool:
         """Add a sampled token to a row and emit what it shows; True when the row is finished."""
-        engine, reason = self.engine, None
-        if token in engine.stop_ids:
-            reason = "stop"
-        else:
-            row.answer.append(token)
-        text = engine._decode(row.answer)
-        cut = _stop_at(text, row.params.stop)
-        if cut is not None:
-            text, reason = text[:cut], "stop"
-        elif reason is None and len(row.answer) >= row.params.max_new_tokens:
-            reason = "length"
+        event = row.answer.add(token, self.decoder)
         row.pending = token
-        if reason is None and text.endswith("\ufffd"):
-            return False  # half a character: wait for the rest of its bytes
-        delta, row.shown = text[len(row.shown) :], text
-        if delta or reason:
-            row.emit(Event(0, delta, reason, len(row.answer)))
-        return reason is not None
+        if event is not None:
+            row.emit(event)
+        return row.answer.finish_reason is not None
 
 
 class _Batch:
