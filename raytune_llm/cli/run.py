@@ -82,6 +82,10 @@ def serve(args: argparse.Namespace) -> int:
 
     cfg = load(args)
     settings = serve_args(cfg)  # a bad serve: section fails here, before Ray starts
+    if cfg.finetuning.stage == "rm":  # a reward model: its value head must be there
+        from ..model.value_head import reward_model_folder
+
+        reward_model_folder(cfg)
     from ..serve.app import serve_forever
 
     serve_forever(cfg, settings)

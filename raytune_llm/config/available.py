@@ -36,6 +36,19 @@ def unavailable(cfg: Config) -> list[tuple[str, str]]:
                 "quantization_bit with FSDP or ZeRO-3 (QLoRA trains with DDP or ZeRO 0-2)",
             )
         )
+    ft = cfg.finetuning
+    frozen_copy = ft.finetuning_type != "lora" or ft.ref_model
+    free = ft.stage == "dpo" and ft.pref_loss in ("orpo", "simpo")
+    zero3 = t.deepspeed and zero_stage(read_deepspeed_config(cfg) or {}) == 3
+    if zero3 and frozen_copy and ft.stage in ("dpo", "kto") and not free:
+        kind = "ref_model" if ft.ref_model else f"finetuning_type {ft.finetuning_type}"
+        out.append(
+            (
+                "deepspeed",
+                f"stage {ft.stage} with ZeRO-3 and a reference model of its own ({kind}): use "
+                "LoRA (its reference is the base with the adapter disabled), FSDP, or ZeRO 0-2",
+            )
+        )
     if t.torch_compile and t.deepspeed:
         out.append(("torch_compile", "torch_compile with DeepSpeed (compile with DDP or FSDP)"))
     if "swanlab" in t.report_to:

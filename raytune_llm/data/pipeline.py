@@ -231,6 +231,19 @@ class HashSplit:
 # ---- the graph ---------------------------------------------------------------------------------
 
 
+def val_split(ds: Any, cfg: Config, keep_eval: bool, num_cpus: float | None) -> Any:
+    """The ``val_size`` share of the examples (``keep_eval``) or the rest, by content hash.
+
+    A share below 1 is a fraction; a whole number is a count, turned into the fraction of the
+    examples it is.
+    """
+    val_size = cfg.data.val_size
+    share = val_size if val_size < 1 else val_size / max(ds.count(), 1)
+    split = HashSplit(round(min(share, 1.0) * HASH_SPACE), keep_eval)
+    remote = {"num_cpus": num_cpus} if num_cpus is not None else {}
+    return ds.map_batches(split, batch_format="pyarrow", **remote)
+
+
 def _examples(spec: DatasetSpec, cfg: Config, counter: Any, num_cpus: float | None) -> Any:
     """One dataset's canonical examples, limited to num_samples / max_samples."""
     skip = cfg.data.skip_bad_records
@@ -373,10 +386,7 @@ def prepare_data(
     if eval_specs:
         evaluation = _mix([_examples(s, cfg, counter, num_cpus) for s in eval_specs], cfg)
     elif train is not None and d.val_size > 0:
-        share = d.val_size if d.val_size < 1 else d.val_size / max(train.count(), 1)
-        threshold = round(min(share, 1.0) * HASH_SPACE)
-        evaluation = train.map_batches(HashSplit(threshold, True), batch_format="pyarrow")
-        train = train.map_batches(HashSplit(threshold, False), batch_format="pyarrow")
+        train, evaluation = (val_split(train, cfg, keep, num_cpus) for keep in (False, True))
     prepared.train, prepared.eval = (
         _tokenized(ds, cfg, tokenizer_factory, counter, packed, num_cpus)
         if ds is not None
@@ -416,10 +426,8 @@ def prediction_examples(cfg: Config, *, num_cpus: float | None = None) -> tuple[
     names = ",".join(d.dataset or [])
     if d.val_size <= 0:
         return examples, f"dataset {names}", counter
-    share = d.val_size if d.val_size < 1 else d.val_size / max(examples.count(), 1)
-    held_out = HashSplit(round(min(share, 1.0) * HASH_SPACE), True)
     return (
-        examples.map_batches(held_out, batch_format="pyarrow"),
+        val_split(examples, cfg, True, num_cpus),
         f"the val_size {d.val_size:g} split of dataset {names}",
         counter,
     )

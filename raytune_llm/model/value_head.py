@@ -104,3 +104,66 @@ def has_value_head(folder: str | Path) -> bool:
 def last_token_values(values: torch.Tensor, cu_seq_lens: torch.Tensor) -> torch.Tensor:
     """Each sequence's score in a padding-free row: the value at its last token."""
     return values.reshape(-1)[cu_seq_lens[1:].long() - 1]
+
+
+def reward_model_folder(cfg: Any) -> str:
+    """The folder whose value head a reward-model config scores with (checked, no loading).
+
+    Raises:
+        UserError: naming the key, when that folder holds no value head.
+    """
+    from ..utils.errors import UserError
+    from .loader import resolve_model_path
+
+    adapters = cfg.model.adapter_name_or_path or []
+    folder = adapters[-1] if adapters else resolve_model_path(cfg.model.model_name_or_path)
+    if not has_value_head(folder):
+        key = "adapter_name_or_path" if adapters else "model_name_or_path"
+        raise UserError(
+            f"{key} {folder} has no {VALUE_HEAD_FILE}: stage rm serves a reward model trained "
+            "with stage: rm (its adapter or model folder holds the value head)"
+        )
+    return folder
+
+
+def load_reward_model(cfg: Any, device: Any = None) -> tuple[ValueHeadLM, Any]:
+    """A trained reward model for scoring: (ValueHeadLM in eval mode, tokenizer).
+
+    The value head is read from the last of ``adapter_name_or_path`` (a LoRA reward model,
+    loaded on the base) or from ``model_name_or_path`` itself (a full one).
+
+    Raises:
+        UserError: when that folder holds no value head.
+    """
+    from .adapter import setup_finetuning
+    from .loader import load_model, load_tokenizer
+
+    folder = reward_model_folder(cfg)
+    tokenizer = load_tokenizer(cfg.model)
+    lm = load_model(cfg, tokenizer, for_training=False, device=device)
+    lm = setup_finetuning(lm, cfg, for_training=False)  # merges the adapters
+    model = load_value_head(ValueHeadLM(lm), folder)
+    if device is not None:
+        model.to(device)
+    return model.eval(), tokenizer
+
+
+@torch.no_grad()
+def score_texts(
+    model: ValueHeadLM, tokenizer: Any, texts: list[str], max_length: int = 1024
+) -> list[float]:
+    """Each text's reward: the value at its last token (LLaMA-Factory's scoring: the texts are
+    tokenised as they are, without special tokens added, truncated to ``max_length``)."""
+    ids = [tokenizer(t, add_special_tokens=False)["input_ids"][:max_length] or
+           [tokenizer.eos_token_id] for t in texts]  # fmt: skip
+    longest = max(len(i) for i in ids)
+    device = next(model.parameters()).device
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    input_ids = torch.full((len(ids), longest), pad, dtype=torch.long)
+    mask = torch.zeros_like(input_ids)
+    for row, seq in enumerate(ids):
+        input_ids[row, : len(seq)] = torch.tensor(seq)
+        mask[row, : len(seq)] = 1
+    values = model(input_ids=input_ids.to(device), attention_mask=mask.to(device))
+    last = mask.sum(-1).to(device) - 1
+    return values.gather(-1, last[:, None]).squeeze(-1).float().tolist()

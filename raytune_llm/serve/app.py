@@ -90,8 +90,16 @@ async def _bad_request(request: Request, err: RequestValidationError) -> JSONRes
 class OpenAIIngress:
     """The HTTP routes; generation happens in the ModelServer replicas."""
 
-    def __init__(self, model: DeploymentHandle, base: str, adapters: list[str], key: str | None):
+    def __init__(
+        self,
+        model: DeploymentHandle,
+        base: str,
+        adapters: list[str],
+        key: str | None,
+        reward: bool = False,
+    ):
         self.model, self.base, self.adapters = model, base, list(adapters)
+        self.reward = reward  # a reward model: it scores, it does not generate
         self.created = int(time.time())
         app.state.api_key = key
 
@@ -144,7 +152,25 @@ class OpenAIIngress:
         payload = {"adapter": self._adapter(body.model), "prompt": body.text()}
         return await self._answer(body, payload, chat=False)
 
+    @app.post("/v1/score/evaluation")
+    async def score(self, body: api.ScoreRequest) -> dict[str, Any]:
+        if not self.reward:
+            raise api.ServeError(
+                400, "this server serves a generating model; scoring needs a reward model "
+                "(serve a config with stage: rm)", param="model",
+            )  # fmt: skip
+        self._adapter(body.model)
+        done = await self.model.score.remote(body.messages, body.max_length)
+        api.raise_for(done)
+        return {"id": api.new_id("scoreeval"), "object": "score.evaluation",
+                "model": body.model, "scores": done["scores"]}  # fmt: skip
+
     async def _answer(self, body: Any, payload: dict[str, Any], chat: bool) -> Any:
+        if self.reward:
+            raise api.ServeError(
+                400, "this server serves a reward model (stage: rm): it scores texts at "
+                "POST /v1/score/evaluation and does not generate", param="model",
+            )  # fmt: skip
         handle = self.model
         if payload["adapter"] is not None:
             handle = handle.options(multiplexed_model_id=payload["adapter"])
@@ -189,6 +215,8 @@ def build_application(cfg: Config, args: ServeArgs | None = None) -> Any:
         from .vllm import build_vllm_app
 
         return build_vllm_app(cfg, args)
+    if cfg.finetuning.stage == "rm":
+        return _reward_application(cfg, args)
     adapters = served_adapters(cfg, args)
     base = base_name(cfg, args)
     model = serve.deployment(ModelServer).options(
@@ -212,6 +240,20 @@ def build_application(cfg: Config, args: ServeArgs | None = None) -> Any:
         list(adapters),
         api_key(args),
     )
+
+
+def _reward_application(cfg: Config, args: ServeArgs) -> Any:
+    """A reward model behind the same ingress: one scoring route, the rest refused."""
+    from .score import RewardScorer
+
+    scorer = serve.deployment(RewardScorer).options(
+        name="RewardScorer",
+        ray_actor_options=replica_resources(cfg, args),
+        max_ongoing_requests=args.max_ongoing_requests,
+        **scaling_options(args),
+    )
+    ingress = OpenAIIngress.options(max_ongoing_requests=4 * args.max_ongoing_requests)
+    return ingress.bind(scorer.bind(cfg), base_name(cfg, args), [], api_key(args), True)
 
 
 def build_app(args: dict[str, Any]) -> Any:

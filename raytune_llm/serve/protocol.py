@@ -182,6 +182,16 @@ class CompletionRequest(_Request):
         return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
 
 
+class ScoreRequest(BaseModel):
+    """POST /v1/score/evaluation (LLaMA-Factory's): texts to score with a reward model."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    model: str
+    messages: list[str] = Field(min_length=1, max_length=256)
+    max_length: int | None = Field(None, gt=0)
+
+
 def new_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:24]}"
 

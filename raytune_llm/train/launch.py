@@ -32,6 +32,7 @@ from .engines import engine_name, fill_deepspeed_config
 from .hub import check_hub, push_output
 from .plan import RunPlan
 from .progress import DriverLog, ProgressBoard, plot_loss
+from .stages.reference import check_ref_model
 from .trackers import build_trackers
 
 
@@ -321,6 +322,7 @@ def run_training(
     # that is still adding nodes can take longer. (Ray passes this on to its controller.)
     os.environ.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "600")
     check_data(cfg)
+    check_ref_model(cfg)
     out, mode, aside = output_policy(cfg)
     started = time.time()
     try:

@@ -73,3 +73,32 @@ def _load_ref_model(cfg: Config, tokenizer: Any, device: Any) -> Any:
         model.to(device)
     model.eval().requires_grad_(False)
     return model
+
+
+def check_ref_model(cfg: Config) -> None:
+    """On the driver, before any worker starts: a ``ref_model`` must share the policy's
+    tokenizer (the log-ratios compare the same token ids).
+
+    Raises:
+        UserError: naming ref_model, when it cannot be loaded or its vocabulary differs.
+    """
+    from ...model.loader import load_tokenizer
+    from ...utils.errors import UserError
+
+    ref = cfg.finetuning.ref_model
+    if not ref:
+        return
+    policy = load_tokenizer(cfg.model).get_vocab()
+    try:
+        other = load_tokenizer(cfg.model.model_copy(update={"model_name_or_path": ref}))
+    except UserError as err:
+        raise UserError(f"ref_model {ref}: {err}") from None
+    vocab = other.get_vocab()
+    if vocab != policy:
+        differ = len(set(vocab.items()) ^ set(policy.items()))
+        raise UserError(
+            f"ref_model {ref} has another tokenizer than model_name_or_path "
+            f"{cfg.model.model_name_or_path} ({len(vocab)} against {len(policy)} tokens, "
+            f"{differ} entries differ); the reference must share the policy's tokenizer: "
+            "use a model of the same family, or leave ref_model unset"
+        )
