@@ -12,7 +12,6 @@ padded with spaces, then the tensors' bytes in the header's order. Files written
 from __future__ import annotations
 
 import json
-import os
 import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -58,13 +57,15 @@ def read_header(path: str | Path) -> list[TensorInfo]:
 
 def read_tensor(info: TensorInfo) -> torch.Tensor:
     """One tensor's data, read with a plain file read (nothing stays mapped afterwards)."""
-    with info.file.open("rb") as f:
-        data = bytearray(os.pread(f.fileno(), info.nbytes, info.start))
-    if len(data) != info.nbytes:
+    tensor = torch.empty(info.shape, dtype=info.dtype)
+    if not info.nbytes:
+        return tensor
+    with info.file.open("rb", buffering=0) as f:
+        f.seek(info.start)
+        got = f.readinto(tensor.reshape(-1).view(torch.uint8).numpy().data)
+    if got != info.nbytes:
         raise OSError(f"{info.file} ends inside tensor {info.name}: the file is truncated")
-    if not data:
-        return torch.empty(info.shape, dtype=info.dtype)
-    return torch.frombuffer(data, dtype=info.dtype).reshape(info.shape)
+    return tensor
 
 
 def model_files(folder: str | Path) -> list[Path] | None:

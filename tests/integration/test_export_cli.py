@@ -274,3 +274,25 @@ def test_push_to_the_hub(tiny_llama_dir, tmp_path, monkeypatch):
     assert rc == 0
     assert hub.files["model.safetensors"] == (out / "model.safetensors").read_bytes()
     assert "Modelfile" in hub.files
+
+
+@pytest.mark.slow
+def test_gptq_4bit_export_on_cpu(tiny_llama_dir, tmp_path):
+    """GPTQ through gptqmodel + optimum (the gptq extra, not in dev: skipped where missing)."""
+    pytest.importorskip("gptqmodel")
+    pytest.importorskip("optimum")
+    root = Path(__file__).resolve().parents[2]
+    rc, out = _export(
+        tmp_path,
+        "gptq",
+        model_name_or_path=str(tiny_llama_dir),
+        finetuning_type="full",
+        export_quantization_bit=4,
+        export_quantization_dataset=str(root / "data" / "demo_alpaca.json"),
+        export_quantization_nsamples=8,
+        export_quantization_maxlen=64,
+    )
+    assert rc == 0
+    quant = json.loads((out / "config.json").read_text())["quantization_config"]
+    assert quant["bits"] == 4 and quant["quant_method"] == "gptq" and quant["dataset"] is None
+    assert (out / "Modelfile").is_file() and (out / "tokenizer.json").is_file()
