@@ -68,7 +68,7 @@ def timed_loop(model_dir: str, batches: Any, steps: int, warmup: int) -> dict[st
     from raytune_llm.data.attention import padding_free_batch
     from raytune_llm.model.varlen import use_varlen_sdpa
     from raytune_llm.train.collate import rows_of
-    from raytune_llm.train.stages.causal_lm import causal_lm_loss_terms
+    from raytune_llm.train.stages.causal_lm import CausalLM
 
     torch.set_num_threads(THREADS)
     torch.manual_seed(0)
@@ -80,6 +80,7 @@ def timed_loop(model_dir: str, batches: Any, steps: int, warmup: int) -> dict[st
                       target_modules="all-linear")  # fmt: skip
     model = get_peft_model(model, lora)
     optimiser = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    stage = CausalLM(None)
     if hasattr(batches, "iter_batches"):
         source = iter(
             rows_of(b)
@@ -93,10 +94,9 @@ def timed_loop(model_dir: str, batches: Any, steps: int, warmup: int) -> dict[st
             tokens, start, switches = 0, time.perf_counter(), machine_switches()
             cpu = _cpu_seconds()
         examples = next(source)
-        loss_sum, targets = causal_lm_loss_terms(
-            model, padding_free_batch(examples, attn_implementation=attn)
-        )
-        (loss_sum / targets).backward()
+        inputs = padding_free_batch(examples, attn_implementation=attn)
+        targets = stage.weight(inputs)
+        (stage.loss(model, inputs).loss / targets).backward()
         optimiser.step()
         optimiser.zero_grad()
         tokens += sum(len(e["input_ids"]) for e in examples)

@@ -300,13 +300,14 @@ def test_collate_keeps_neat_packed_examples_apart_for_every_kernel(impl):
     a 4-D mask as padding); sdpa gets padded rows with the block-diagonal mask."""
     import numpy as np
 
-    from raytune_llm.train.collate import collate
+    from raytune_llm.train.collate import Layout, rows_of
 
     rows = pack_examples(make_examples([7, 12, 3, 9, 5], seed=2), 16, neat=True)
     batch = {key: np.array([np.asarray(r[key]) for r in rows] + [None], dtype=object)[:-1]
              for key in ("input_ids", "labels", "seq_lens")}  # fmt: skip
-    out = collate(batch, packed=True, neat=True, pad_token_id=0, attn_implementation=impl,
-                  dtype=torch.float32, device=torch.device("cpu"))  # fmt: skip
+    layout = Layout(packed=True, neat=True, pad_token_id=0, attn_implementation=impl,
+                    dtype=torch.float32, device=torch.device("cpu"))  # fmt: skip
+    out = layout(rows_of(batch))
     lens = [n for r in rows for n in r["seq_lens"]]
     if impl == "sdpa":
         assert out["input_ids"].shape[0] == len(rows) > 1 and out["attention_mask"].ndim == 4
