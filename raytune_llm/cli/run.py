@@ -108,8 +108,17 @@ def predict(args: argparse.Namespace) -> int:
 
 
 def evaluate(args: argparse.Namespace) -> int:
-    load(args)
-    raise _not_yet("eval", "benchmark evaluation (MMLU, C-Eval, CMMLU)")
+    """Score multiple-choice benchmarks (MMLU, C-Eval, CMMLU layout) with Ray Data."""
+    from ..eval.runner import run_eval, summary
+
+    result = run_eval(load(args))
+    print(f"\n{result.task.name} {result.task.split}: {result.task.size} questions x "
+          f"{len(result.scores)} model(s) in {result.seconds:.0f} s "
+          f"({result.questions_per_second:.1f} questions/s)")  # fmt: skip
+    print(summary(result), end="")
+    if result.save_dir is not None:
+        print(f"  results: {result.save_dir}")
+    return 0
 
 
 def export(args: argparse.Namespace) -> int:

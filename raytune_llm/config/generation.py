@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from .base import Section, doc
+from .base import CommaList, Section, doc
 
 
 class GenerationArgs(Section):
@@ -30,11 +30,31 @@ class EvalArgs(Section):
     task: str | None = doc(
         None, "Benchmark and split, e.g. mmlu_test, ceval_validation, cmmlu_test."
     )
-    task_dir: str = doc("evaluation", "Folder holding the benchmark data.")
+    task_dir: str = doc(
+        "evaluation",
+        "Folder holding the task folders (<name>/mapping.json + data/{dev,val,test}/*.csv, or a "
+        ".zip of it); nothing is downloaded.",
+    )
     batch_size: int = doc(4, "Questions per evaluation batch on each worker.", gt=0)
     lang: Literal["en", "zh"] = doc("en", "Language of the prompt wording.")
-    n_shot: int = doc(5, "Solved examples shown before each question.", ge=0)
+    n_shot: int = doc(
+        5, "Solved examples from the dev split shown before each question (seeded by seed).", ge=0
+    )
+    eval_style: Literal["llamafactory", "harness"] = doc(
+        "llamafactory",
+        "Prompt and score as LLaMA-Factory did (chat template, shots as earlier turns, letter "
+        "logit after 'Answer:') or as lm-evaluation-harness does (plain text, first n_shot dev "
+        "rows, ' A' continuation).",
+    )
+    eval_checkpoints: CommaList | None = doc(
+        None,
+        "Several models scored side by side in one table: adapter or model folders (a sweep's "
+        "best/), a run's output_dir (its checkpoint-N folders in step order, then its final "
+        "model), or base (model_name_or_path alone). Each replaces adapter_name_or_path.",
+    )
     save_dir: str | None = doc(None, "Folder the results are written to (must not exist yet).")
     download_mode: str = doc(
-        "reuse_dataset_if_exists", "datasets download mode for benchmark data."
+        "reuse_dataset_if_exists",
+        "LLaMA-Factory's datasets download mode; benchmarks are read from task_dir only, so any "
+        "other value only warns.",
     )

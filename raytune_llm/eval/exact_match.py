@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..data.demo import EASY_TASKS, TASKS, alpaca_prompt, exact_match, task_of
 from ..data.templates import Message, Template, get_template
+from ..model.generate.decode import Decoder
+from ..model.generate.sampling import SamplingParams
 from ..model.loader import resolve_model_path
 from ..utils.errors import UserError
 
@@ -91,6 +93,13 @@ def _task(prompt: Sequence[Message]) -> str:
         return "other"
 
 
+class _IdsDecoder(Decoder):
+    """The shared decoder, answering in token ids only (no tokenizer needed)."""
+
+    def text(self, ids: list[int]) -> str:
+        return ""
+
+
 def generate_greedy(
     model: PreTrainedModel,
     prompts: Sequence[list[int]],
@@ -98,28 +107,11 @@ def generate_greedy(
     pad_id: int,
     max_new_tokens: int,
 ) -> list[list[int]]:
-    """Greedy continuations of left-padded prompts, each cut before its first stop token."""
-    import torch
-    from transformers import GenerationConfig
-
-    width = max(len(p) for p in prompts)
-    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for row, prompt in enumerate(prompts):
-        ids[row, width - len(prompt) :] = torch.tensor(prompt)
-        mask[row, width - len(prompt) :] = 1
-    config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False,
-                              eos_token_id=list(stop_ids), pad_token_id=pad_id)  # fmt: skip
-    device = next(model.parameters()).device
-    with torch.inference_mode():
-        out = model.generate(
-            input_ids=ids.to(device), attention_mask=mask.to(device), generation_config=config
-        )
-    answers = []
-    for row in out[:, width:].tolist():
-        cut = next((i for i, token in enumerate(row) if token in stop_ids), len(row))
-        answers.append(row[:cut])
-    return answers
+    """Greedy continuations of prompts (decoded together, left-padded by the shared
+    :class:`~raytune_llm.model.generate.decode.Decoder`), each cut before its first stop token."""
+    decoder = _IdsDecoder(model, None, stop_ids, pad_id)
+    greedy = SamplingParams(max_new_tokens=max_new_tokens, do_sample=False)
+    return [c.token_ids for c in decoder.generate(prompts, greedy)]
 
 
 def score_exact_match(
@@ -200,7 +192,8 @@ def read_records(path: str | Path) -> list[dict[str, Any]]:
 
 def load_for_scoring(path: str, base: str | None = None) -> tuple[PreTrainedModel, Any]:
     """(model, tokenizer) of a run's output_dir (adapter or full model) or of a model name,
-    loaded for inference as raytune-llm's chat and predict load them (an adapter merged).
+    loaded for inference as raytune-llm's chat and predict load them (the project's loaders;
+    an adapter merged by ``merge_adapters``, as their backend merges it).
 
     Args:
         path: A local output_dir holding ``adapter_config.json`` (loaded onto its base model)
@@ -208,7 +201,7 @@ def load_for_scoring(path: str, base: str | None = None) -> tuple[PreTrainedMode
         base: The adapter's base model, instead of the one its adapter_config.json names.
     """
     from ..config import load_config
-    from ..model.adapter import setup_finetuning
+    from ..model.adapter import merge_adapters
     from ..model.loader import load_model, load_tokenizer
 
     folder = resolve_model_path(path)
@@ -221,7 +214,7 @@ def load_for_scoring(path: str, base: str | None = None) -> tuple[PreTrainedMode
     cfg = load_config(None, values=values)
     tokenizer = load_tokenizer(cfg.model)
     model = load_model(cfg, tokenizer, for_training=False)
-    return setup_finetuning(model, cfg, for_training=False), tokenizer
+    return merge_adapters(model, cfg.model.adapter_name_or_path or []), tokenizer
 
 
 def format_score(score: Mapping[str, Any]) -> str:

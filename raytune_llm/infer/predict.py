@@ -180,7 +180,8 @@ class Predictor:
         }
 
 
-def _quiet_ray_data() -> None:
+def quiet_ray_data() -> None:
+    """Ray Data settings of batch inference: results in dataset order, no bars or banners."""
     import logging
 
     from ray.data import DataContext
@@ -193,6 +194,23 @@ def _quiet_ray_data() -> None:
     logging.getLogger("ray.data").setLevel(logging.CRITICAL)
 
 
+def map_on_actors(ds: Any, udf: type, cfg: Config, plan: ActorPlan, batch_size: int) -> Any:
+    """``ds`` through ``udf(cfg=cfg, threads=...)`` on the plan's actor pool, one row per row in,
+    ``batch_size`` rows per call as pyarrow tables (predict's and eval's batch inference)."""
+    import ray.data
+
+    return ds.map_batches(
+        udf,
+        fn_constructor_kwargs={"cfg": cfg, "threads": plan.threads},
+        compute=ray.data.ActorPoolStrategy(size=plan.actors),
+        batch_size=batch_size,
+        batch_format="pyarrow",
+        num_cpus=plan.num_cpus,
+        num_gpus=plan.num_gpus,
+        udf_modifying_row_count=False,
+    )
+
+
 def run_predict(cfg: Config, *, log: Any = print) -> PredictResult:
     """Answer every example and write the predictions and results (see the module docstring).
 
@@ -201,30 +219,21 @@ def run_predict(cfg: Config, *, log: Any = print) -> PredictResult:
         log: where progress lines go.
     """
     import ray
-    import ray.data
 
     out = check_predict(cfg)
     make_paths_absolute(cfg)  # the backends run in other processes
     check_data(cfg)  # names, registry, template: before Ray starts
     where = connect(cfg.ray.ray_address, cfg.ray.ray_init_kwargs)
     plan = plan_actors(cfg, ray.cluster_resources())
-    _quiet_ray_data()
+    quiet_ray_data()
     started = time.time()
     with surface_data_errors():
         examples, data, bad = prediction_examples(cfg, num_cpus=READ_CPUS)
         log(f"raytune-llm: predicting for {data} on {where}: {plan.actors} backend(s) x "
             f"{plan.num_gpus:g} GPU, {plan.num_cpus:g} CPU, batches of "
             f"{cfg.train.per_device_eval_batch_size}")  # fmt: skip
-        answered = examples.map_batches(
-            Predictor,
-            fn_constructor_kwargs={"cfg": cfg, "threads": plan.threads},
-            compute=ray.data.ActorPoolStrategy(size=plan.actors),
-            batch_size=cfg.train.per_device_eval_batch_size,
-            batch_format="pyarrow",
-            num_cpus=plan.num_cpus,
-            num_gpus=plan.num_gpus,
-            udf_modifying_row_count=False,
-        )
+        answered = map_on_actors(examples, Predictor, cfg, plan,
+                                 cfg.train.per_device_eval_batch_size)  # fmt: skip
         out.mkdir(parents=True, exist_ok=True)
         counts = _write_predictions(answered, out / PREDICTIONS, log)
     if bad is not None:  # skip_bad_records

@@ -40,6 +40,7 @@ GEMMA = (
 EXPECTED = {
     "default": f"System: {SYSTEM}</s>\nHuman: {U1}</s>\nAssistant:{A1}</s>\nHuman: {U2}</s>\nAssistant:",
     "empty": f"{SYSTEM}{U1}{A1}{U2}",
+    "fewshot": f"{SYSTEM}{U1}{A1}\n\n{U2}",
     "alpaca": f"{SYSTEM}### Instruction:\n{U1}\n\n### Response:\n{A1}</s>\n\n### Instruction:\n{U2}\n\n### Response:\n",
     "vicuna": f"{SYSTEM}USER: {U1} ASSISTANT:{A1}</s>USER: {U2} ASSISTANT:",
     "chatml": CHATML,

@@ -1,4 +1,4 @@
-"""Generic templates: default, empty, alpaca, vicuna, chatml (as LLaMA-Factory names them)."""
+"""Generic templates: default, empty, fewshot, alpaca, vicuna, chatml (LLaMA-Factory's names)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,11 @@ TEMPLATES: dict[str, SlotTemplate] = {
     ),
     # Plain concatenation, no markers (and, as in LLaMA-Factory, no eos after answers).
     "empty": SlotTemplate(name="empty", user=(CONTENT,), assistant=(CONTENT,)),
+    # LLaMA-Factory's template for benchmarks of base models: solved examples as plain text, each
+    # answer followed by a blank line (raytune-llm eval).
+    "fewshot": SlotTemplate(
+        name="fewshot", user=(CONTENT,), assistant=(CONTENT, "\n\n"), efficient_eos=True
+    ),
     # Stanford Alpaca.
     "alpaca": SlotTemplate(
         name="alpaca",
