@@ -6,14 +6,16 @@ Two entry points share one parser per format:
   arrays are decoded one element at a time from a buffered stream, so a large file is never
   held in memory whole; JSON lines, CSV and text stream line by line; Parquet and Arrow stream
   record batches.
-* :func:`read_dataset` builds a lazy Ray Data ``Dataset`` of raw records: one read task per
-  file, and for a local JSON-lines or text file bigger than ``PART_BYTES`` one per part of about
-  that many bytes (cut at line starts, numbered from the right line; see :func:`file_parts`), so
-  that one big file is read, converted and tokenised by several tasks at once. A task streams
-  its file or part out in Arrow batches of ``BLOCK_ROWS`` records, which Ray Data gathers into
-  blocks of at most its target block size. Each row is ``{"_record": <pickled record>,
-  "_file", "_line", "_row"}``: the record travels intact (no Arrow schema is imposed on user
-  data, so mixed types cannot break a block) and its location travels with it.
+* :func:`read_dataset` builds a lazy Ray Data ``Dataset`` of raw records (through
+  :class:`.datasource.RecordsDatasource`, the one module here that imports Ray): one read task
+  per file, and for a local JSON-lines or text file bigger than ``PART_BYTES`` one per part of
+  about that many bytes (cut at line starts, numbered from the right line; see
+  :func:`file_parts`), so that one big file is read, converted and tokenised by several tasks
+  at once. A task streams its file or part out in Arrow batches of ``BLOCK_ROWS`` records,
+  which Ray Data gathers into blocks of at most its target block size. Each row is
+  ``{"_record": <pickled record>, "_file", "_line", "_row"}``: the record travels intact (no
+  Arrow schema is imposed on user data, so mixed types cannot break a block) and its location
+  travels with it.
   ``pipeline.Convert`` turns these rows into examples.
 
 Malformed records raise :class:`DataError` (file + line/row + what is wrong), or with
@@ -27,7 +29,6 @@ retried task can count its records twice. Without a counter, skipped records are
 from __future__ import annotations
 
 import csv
-import functools
 import io
 import json
 import os
@@ -52,6 +53,8 @@ if TYPE_CHECKING:
     import ray.data
 
 Record = dict[str, Any]
+Reader = Callable[[str, bool, Counter], Iterator[tuple[Record, Location]]]
+"""One file's records: (path, skip_bad, bad_counter) → (record, location) pairs."""
 CHUNK_CHARS = 1 << 20
 BLOCK_ROWS = 1024
 PART_BYTES = 4 << 20
@@ -224,11 +227,13 @@ def read_dataset(
     import ray
     import ray.data
 
+    from .datasource import RecordsDatasource
+
     files = dataset_files(spec, dataset_dir)
     selector = None
     if not any("://" in f for f in files):  # local files: read on this node, as Ray's readers do
         selector = {"ray.io/node-id": ray.get_runtime_context().get_node_id()}
-    source = _records_datasource()(files, skip_bad, bad_counter)
+    source = RecordsDatasource(files, skip_bad, bad_counter)
     # The source makes its own read tasks (one per file or part); one "block" keeps Ray Data
     # from cutting each task's output into more blocks to reach a parallelism of its own.
     ds = ray.data.read_datasource(
@@ -236,65 +241,6 @@ def read_dataset(
     )
     ds.context.raise_original_map_exception = True
     return ds
-
-
-def __getattr__(name: str) -> Any:
-    """``RecordsDatasource``, a Ray class, is made on first use: importing this module needs no
-    Ray. Pickle finds the class here by name, as if it were defined at module level."""
-    if name == "RecordsDatasource":
-        return _records_datasource()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-@functools.cache
-def _records_datasource() -> type:
-    from ray.data import Datasource, ReadTask
-    from ray.data.block import BlockMetadata
-
-    class RecordsDatasource(Datasource):
-        """Raw records of local or remote files: one read task per file, or per part of a big
-        local JSON-lines or text file (:func:`file_parts`, computed when the read is planned,
-        and again only if the file changed)."""
-
-        def __init__(self, files: list[str], skip_bad: bool, bad_counter: Counter):
-            super().__init__()
-            self.files, self.skip_bad, self.bad_counter = files, skip_bad, bad_counter
-            self._parts: dict[tuple[str, int, int], list[tuple[int, int | None, int]]] = {}
-
-        def estimate_inmemory_data_size(self) -> int | None:
-            return None
-
-        def get_read_tasks(
-            self, parallelism: int, per_task_row_limit: int | None = None, data_context=None
-        ) -> list[ReadTask]:
-            tasks = []
-            skip, counter = self.skip_bad, self.bad_counter
-            for path in self.files:
-                for part in self._file_parts(path):
-                    read = functools.partial(_read_blocks, path, *part, skip, counter, BLOCK_ROWS)
-                    meta = BlockMetadata(
-                        num_rows=None, size_bytes=None, exec_stats=None, input_files=(path,)
-                    )
-                    tasks.append(ReadTask(read, meta, per_task_row_limit=per_task_row_limit))
-            return tasks
-
-        def _file_parts(self, path: str) -> list[tuple[int, int | None, int]]:
-            if "://" in path:
-                return [(0, None, 1)]
-            try:
-                stat = os.stat(path)
-            except OSError:  # fails with a DataError in its read task
-                return [(0, None, 1)]
-            key = (path, stat.st_size, stat.st_mtime_ns)
-            if key not in self._parts:
-                self._parts[key] = file_parts(path, PART_BYTES)
-            return self._parts[key]
-
-        def __getstate__(self) -> dict[str, Any]:
-            return {**self.__dict__, "_parts": {}}
-
-    RecordsDatasource.__module__, RecordsDatasource.__qualname__ = __name__, "RecordsDatasource"
-    return RecordsDatasource
 
 
 def raw_row(record: Record, where: Location) -> dict[str, Any]:
@@ -329,7 +275,7 @@ def collect_bad_records(counter: Any) -> BadRecords:
     return tally
 
 
-def _read_blocks(
+def read_blocks(
     path: str,
     start: int,
     end: int | None,
@@ -410,11 +356,6 @@ def _read_json(path: str, skip_bad: bool, counter: Counter) -> Iterator[tuple[Re
         )
 
 
-def _read_jsonl(path: str, skip_bad: bool, counter: Counter) -> Iterator[tuple[Record, Location]]:
-    with _open_text(path) as f:
-        yield from _jsonl_lines(f, path, 1, skip_bad, counter)
-
-
 def _jsonl_lines(
     lines: Iterable[str], path: str, first: int, skip_bad: bool, counter: Counter
 ) -> Iterator[tuple[Record, Location]]:
@@ -435,11 +376,6 @@ def _jsonl_lines(
             skip_or_raise(DataError(error, where=where), skip_bad, counter)
 
 
-def _read_text(path: str, skip_bad: bool, counter: Counter) -> Iterator[tuple[Record, Location]]:
-    with _open_text(path) as f:
-        yield from _text_lines(f, path, 1, skip_bad, counter)
-
-
 def _text_lines(
     lines: Iterable[str], path: str, first: int, skip_bad: bool, counter: Counter
 ) -> Iterator[tuple[Record, Location]]:
@@ -447,6 +383,19 @@ def _text_lines(
         text = line.rstrip("\n")
         if text.strip():
             yield {"text": text}, Location(path, number)
+
+
+def _whole_file(parse: Callable[..., Iterator[tuple[Record, Location]]]) -> Reader:
+    """The reader of a line format (JSON lines, text): the whole file, lines counted from 1."""
+
+    def read(path: str, skip_bad: bool, counter: Counter) -> Iterator[tuple[Record, Location]]:
+        with _open_text(path) as f:
+            yield from parse(f, path, 1, skip_bad, counter)
+
+    return read
+
+
+_read_jsonl, _read_text = _whole_file(_jsonl_lines), _whole_file(_text_lines)
 
 
 def _read_csv(path: str, skip_bad: bool, counter: Counter) -> Iterator[tuple[Record, Location]]:
@@ -471,39 +420,45 @@ def _read_csv(path: str, skip_bad: bool, counter: Counter) -> Iterator[tuple[Rec
 
 
 def _read_parquet(path: str, skip_bad: bool, counter: Counter) -> Iterator[tuple[Record, Location]]:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    with _open_binary(path) as source:
-        try:
-            batches = pq.ParquetFile(source).iter_batches(batch_size=BLOCK_ROWS)
-            yield from _rows(path, batches)
-        except pa.ArrowInvalid as exc:
-            raise DataError(f"not a readable Parquet file: {exc}", where=path) from None
+    yield from _table_rows(path, "Parquet", _parquet_batches)
 
 
 def _read_arrow(path: str, skip_bad: bool, counter: Counter) -> Iterator[tuple[Record, Location]]:
+    yield from _table_rows(path, "Arrow IPC", _ipc_batches)
+
+
+def _table_rows(
+    path: str, kind: str, batches_of: Callable[[Any], Iterable[Any]]
+) -> Iterator[tuple[Record, Location]]:
+    """The rows of a Parquet or Arrow file, streamed record batch by record batch."""
     import pyarrow as pa
 
     with _open_binary(path) as source:
         try:
-            try:  # Arrow IPC file format (random access)
-                reader = pa.ipc.open_file(source)
-                batches = (reader.get_batch(i) for i in range(reader.num_record_batches))
-            except pa.ArrowInvalid:  # Arrow IPC stream format, as Hugging Face datasets writes
-                source.seek(0)
-                batches = pa.ipc.open_stream(source)
-            yield from _rows(path, batches)
+            row = 0
+            for batch in batches_of(source):
+                for record in batch.to_pylist():
+                    row += 1
+                    yield record, Location(path, row=row)
         except pa.ArrowInvalid as exc:
-            raise DataError(f"not a readable Arrow IPC file: {exc}", where=path) from None
+            raise DataError(f"not a readable {kind} file: {exc}", where=path) from None
 
 
-def _rows(path: str, batches: Any) -> Iterator[tuple[Record, Location]]:
-    row = 0
-    for batch in batches:
-        for record in batch.to_pylist():
-            row += 1
-            yield record, Location(path, row=row)
+def _parquet_batches(source: Any) -> Iterable[Any]:
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(source).iter_batches(batch_size=BLOCK_ROWS)
+
+
+def _ipc_batches(source: Any) -> Iterable[Any]:
+    import pyarrow as pa
+
+    try:  # Arrow IPC file format (random access)
+        reader = pa.ipc.open_file(source)
+        return (reader.get_batch(i) for i in range(reader.num_record_batches))
+    except pa.ArrowInvalid:  # Arrow IPC stream format, as Hugging Face datasets writes
+        source.seek(0)
+        return pa.ipc.open_stream(source)
 
 
 def _json_array(
@@ -621,7 +576,7 @@ class _Scanner:
         return False
 
 
-_READERS: dict[str, Callable[[str, bool, Counter], Iterator[tuple[Record, Location]]]] = {
+_READERS: dict[str, Reader] = {
     "json": _read_json,
     "jsonl": _read_jsonl,
     "csv": _read_csv,

@@ -252,3 +252,16 @@ def test_ray_skip_bad_counts_in_an_actor(ray_local, lf_dir):
         "part-1.jsonl:2: 'conversations': the conversation must end" in e for e in tally.examples
     )
     assert "skipped 2 malformed records" in tally.summary()
+
+
+def test_the_datasource_pickles_as_a_plain_class(tmp_path, monkeypatch):
+    from raytune_llm.data.datasource import RecordsDatasource
+
+    monkeypatch.setattr(readers, "PART_BYTES", 64)
+    path = write(tmp_path / "d.jsonl", "".join(json.dumps({"i": i}) + "\n" for i in range(40)))
+    source = RecordsDatasource([str(path)], False, None)
+    tasks = source.get_read_tasks(1)
+    assert len(tasks) > 1 and source._parts  # one task per part; the plan is cached here
+    copy = pickle.loads(pickle.dumps(source))
+    assert type(copy) is RecordsDatasource and copy.files == [str(path)] and copy._parts == {}
+    assert len(copy.get_read_tasks(1)) == len(tasks)
