@@ -102,6 +102,9 @@ def predict(args: argparse.Namespace) -> int:
           f"({m['predict_samples_per_second']:g} examples/s, "
           f"{m['predict_tokens_per_second']:g} tokens/s); exact match "
           f"{m['predict_exact_match']:.1%}")  # fmt: skip
+    if "predict_bleu-4" in m:
+        names = ("bleu-4", "rouge-1", "rouge-2", "rouge-l")
+        print("  " + ", ".join(f"{n.upper()} {m[f'predict_{n}']:.2f}" for n in names))
     print(f"  predictions: {result.predictions}")
     print(f"  results:     {result.output_dir / 'predict_results.json'}")
     return 0

@@ -29,7 +29,7 @@ import sys
 from pathlib import Path
 
 LETTERS = "abcdefghij"
-SPLIT_SIZES = {"dev": 5, "val": 20, "test": 50}
+SPLIT_SIZES = {"dev": 5, "val": 20, "test": 48}
 WORDING = {
     "en": {
         "counting": "Count the letters: {}",

@@ -160,9 +160,9 @@ def _read_mapping(src: _Source) -> dict[str, dict[str, str]]:
 def _header(row: list[str]) -> dict[str, int] | None:
     """Column positions when the row is a header (C-Eval, CMMLU), else None (MMLU)."""
     names = {c.strip().lower(): i for i, c in enumerate(row)}
-    wanted = ["question", *(c.lower() for c in CHOICES), "answer"]
-    if all(w in names for w in wanted):
-        return {w: names[w] for w in wanted}
+    wanted = ["question", *(c.lower() for c in CHOICES)]
+    if all(w in names for w in wanted):  # C-Eval's test split has no answer column
+        return {w: names[w] for w in [*wanted, "answer"] if w in names}
     return None
 
 
@@ -188,7 +188,7 @@ def read_questions(text: str, where: str) -> list[Question]:
                 f"{where}, line {n}: {len(row)} columns, expected {width} "
                 "(question, A, B, C, D, answer)"
             )
-        answer = row[columns["answer"]].strip().upper()
+        answer = row[columns["answer"]].strip().upper() if "answer" in columns else ""
         if answer not in ("", *CHOICES):
             raise UserError(f"{where}, line {n}: answer {answer!r} is not one of A, B, C, D")
         options = tuple(row[columns[c.lower()]] for c in CHOICES)

@@ -12,7 +12,9 @@ prompt with the run's chat template, exactly as training did, and decodes a batc
 * ``output_dir/generated_predictions.jsonl``: ``{"prompt", "predict", "label"}`` per line, in
   dataset order (the prompt as the model saw it, special tokens included; the label is the
   example's reference answer), and
-* ``output_dir/predict_results.json``: counts, exact match and throughput.
+* ``output_dir/predict_results.json``: counts, exact match, throughput and, with the
+  ``metrics`` extra installed, LLaMA-Factory's ``predict_bleu-4`` and ``predict_rouge-1/2/l``
+  (:mod:`.nlg_metrics`).
 
 Both are written to a temporary file and renamed when complete, so an earlier result is never
 half overwritten; an existing result is refused unless ``overwrite_output_dir``. With
@@ -235,18 +237,28 @@ def run_predict(cfg: Config, *, log: Any = print) -> PredictResult:
         answered = map_on_actors(examples, Predictor, cfg, plan,
                                  cfg.train.per_device_eval_batch_size)  # fmt: skip
         out.mkdir(parents=True, exist_ok=True)
-        counts = _write_predictions(answered, out / PREDICTIONS, log)
+        nlg = _nlg_scores(log)
+        counts = _write_predictions(answered, out / PREDICTIONS, log, nlg)
     if bad is not None:  # skip_bad_records
         from ..data.readers import collect_bad_records
 
         log(collect_bad_records(bad).summary())
     seconds = time.time() - started
-    metrics = _metrics(counts, seconds)
+    metrics = _metrics(counts, seconds) | (nlg.result() if nlg is not None else {})
     _write_atomically(out / RESULTS, json.dumps(metrics, indent=2) + "\n")
     return PredictResult(out, data, plan, metrics)
 
 
-def _write_predictions(ds: Any, path: Path, log: Any) -> dict[str, int]:
+def _nlg_scores(log: Any) -> Any:
+    from .nlg_metrics import MISSING, NlgScores, metrics_available
+
+    if metrics_available():
+        return NlgScores()
+    log(f"raytune-llm: {MISSING}; predict_results.json leaves them out")
+    return None
+
+
+def _write_predictions(ds: Any, path: Path, log: Any, nlg: Any = None) -> dict[str, int]:
     """Stream the answered rows into ``path`` (through a temporary file); return the counts."""
     partial = path.with_name(f".{path.name}.partial")
     counts = {"samples": 0, "exact": 0, "prompt_tokens": 0, "completion_tokens": 0}
@@ -259,6 +271,8 @@ def _write_predictions(ds: Any, path: Path, log: Any) -> dict[str, int]:
                     f.write(json.dumps(line, ensure_ascii=False) + "\n")
                     counts["samples"] += 1
                     counts["exact"] += int(row["predict"].strip() == row["label"].strip())
+                    if nlg is not None:
+                        nlg.add(row["predict"], row["label"])
                     counts["prompt_tokens"] += row["prompt_tokens"]
                     counts["completion_tokens"] += row["completion_tokens"]
                 if time.time() - shown > PROGRESS_SECONDS:
@@ -277,7 +291,7 @@ def _write_atomically(path: Path, text: str) -> None:
 
 
 def _metrics(counts: dict[str, int], seconds: float) -> dict[str, float | int]:
-    """LLaMA-Factory's ``predict_*`` keys that need no extra library (BLEU/ROUGE: not yet)."""
+    """LLaMA-Factory's ``predict_*`` keys that need no extra library."""
     n = counts["samples"]
     return {
         "predict_samples": n,

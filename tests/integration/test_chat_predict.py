@@ -24,6 +24,7 @@ from raytune_llm.data.demo import alpaca_prompt
 from raytune_llm.data.errors import surface_data_errors
 from raytune_llm.data.pipeline import prediction_examples, prepare_data
 from raytune_llm.infer.backend import build_backend
+from raytune_llm.infer.nlg_metrics import NlgScores
 from raytune_llm.model.generate.sampling import SamplingParams
 from raytune_llm.model.loader import load_tokenizer
 
@@ -177,6 +178,11 @@ def test_predict_writes_every_answer_in_dataset_order(predicted, tiny_llama_dir,
     results = json.loads((out / "predict_results.json").read_text())
     assert results["predict_samples"] == N
     assert results["predict_generated_tokens"] > 0 and results["predict_runtime"] > 0
+    nlg = NlgScores()  # BLEU-4 / ROUGE of these rows (tests/unit/test_nlg_metrics.py: the formula)
+    for r in rows:
+        nlg.add(r["predict"], r["label"])
+    assert {k: results[k] for k in nlg.result()} == nlg.result()
+    assert "BLEU-4" in stdout and "ROUGE-L" in stdout
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no leftovers
 
 
