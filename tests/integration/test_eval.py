@@ -211,7 +211,7 @@ def test_bad_input_is_refused_before_anything_runs(tiny_llama_dir, tmp_path, cap
 # ---- learning shows ------------------------------------------------------------------------------
 
 
-def train_adapter(model_dir: Path, out: Path, steps: int = 120) -> Path:
+def train_adapter(model_dir: Path, out: Path, steps: int = 200) -> Path:
     """LoRA on 0-shot demo-style questions (another seed than the committed task), loss on the
     answer letter, as the run's chat template renders them (LLaMA-Factory style)."""
     from peft import LoraConfig, get_peft_model
@@ -231,9 +231,9 @@ def train_adapter(model_dir: Path, out: Path, steps: int = 120) -> Path:
             examples.append((list(ids), tokenizer.encode(row[5], add_special_tokens=False)[-1]))
     lora = LoraConfig(r=8, target_modules="all-linear")
     model = get_peft_model(AutoModelForCausalLM.from_pretrained(model_dir), lora)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=5e-3)
     for step in range(steps):
-        batch = random.Random(step).sample(examples, 16)
+        batch = random.Random(step).sample(examples, 32)
         width = max(len(ids) for ids, _ in batch)
         ids = torch.tensor([i + [0] * (width - len(i)) for i, _ in batch])
         mask = torch.tensor([[1] * len(i) + [0] * (width - len(i)) for i, _ in batch])
