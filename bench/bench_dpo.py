@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,7 +35,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_train import WORDS, WorkerMemory, build_model, ours_result
+from bench_train import WORDS, WorkerMemory, build_model, measure, ours_result
 
 PATHS = ("trl", "ours", "ours-sft")
 BATCH, LORA_RANK, LR, BETA, SEED = 4, 8, 1e-4, 0.1, 1234
@@ -153,21 +152,8 @@ def child(path: str, model: Path, data: Path, steps: int) -> None:
     print("RESULT " + json.dumps(result), flush=True)
 
 
-def measure(path: str, model: Path, data: Path, steps: int, timeout: float) -> dict[str, Any]:
-    cmd = [sys.executable, __file__, "--child", path, "--model", str(model), "--data",
-           str(data), "--total-steps", str(steps)]  # fmt: skip
-    began = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-    if proc.returncode or not lines:
-        tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-40:])
-        raise SystemExit(f"{path} failed (exit {proc.returncode}):\n{tail}")
-    result = json.loads(lines[-1][len("RESULT ") :])
-    result["wall"] = time.perf_counter() - began
-    return result
-
-
 def tokens_per_second(r: dict[str, Any], warmup: int) -> float:
+    """Trained tokens per second between the ends of step ``warmup`` and the last step."""
     seconds = r["stamps"][-1] - r["stamps"][warmup - 1]
     return sum(r["tokens"][warmup:]) / seconds
 
@@ -193,7 +179,7 @@ def main() -> None:
         steps = preset["warmup"] + preset["steps"]
         results = {}
         for path in args.paths:
-            results[path] = r = measure(path, model, data, steps, args.timeout)
+            results[path] = r = measure(path, model, data, steps, args.timeout, __file__)
             r["tok_s"] = tokens_per_second(r, preset["warmup"])
             print(
                 f"  {path}: {r['tok_s']:.0f} tok/s, peak {r['peak_mb']:.0f} MB, "

@@ -372,8 +372,11 @@ def matmul_peak(dtype_name: str, n: int = 2048, repeats: int = 8) -> float:
     return 2 * n**3 / best
 
 
-def measure(path: str, model: Path, data: Path, steps: int, timeout: float) -> dict[str, Any]:
-    cmd = [sys.executable, __file__, "--child", path, "--model", str(model), "--data", str(data),
+def measure(
+    path: str, model: Path, data: Path, steps: int, timeout: float, script: str = __file__
+) -> dict[str, Any]:
+    """Run ``script --child path`` in a fresh process; its RESULT line, with the wall time."""
+    cmd = [sys.executable, script, "--child", path, "--model", str(model), "--data", str(data),
            "--total-steps", str(steps)]  # fmt: skip
     began = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)

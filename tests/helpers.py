@@ -73,3 +73,37 @@ class FakeHub:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+class LocalBoard:
+    """The ProgressBoard actor's interface (``push.remote``), kept in this process."""
+
+    def __init__(self) -> None:
+        self.entries: list[dict] = []
+        self.push = type("Push", (), {"remote": staticmethod(self.entries.append)})
+
+
+def train_in_local_mode(cfg, datasets: dict, rows: int, packed: bool, storage) -> tuple:
+    """Run the real worker loop in Ray Train's local mode (no cluster) on in-memory shards
+    (objects with ``iter_batches``); returns (the board's entries, Ray Train's result)."""
+    import ray.train
+    import torch
+    from ray.train.torch import TorchTrainer
+
+    from raytune_llm.train.launch import Workers, _engine_plan, _plan
+    from raytune_llm.train.worker import train_loop_per_worker
+
+    workers = Workers(1, {"CPU": 1.0}, False, 0.25, 2, "PACK")
+    plan = _plan(cfg, rows, workers, "eval" in datasets, packed, _engine_plan(cfg, 1))
+    board, threads = LocalBoard(), torch.get_num_threads()
+    try:
+        result = TorchTrainer(
+            train_loop_per_worker,
+            train_loop_config={"cfg": cfg, "plan": plan, "board": board},
+            scaling_config=ray.train.ScalingConfig(num_workers=0),
+            run_config=ray.train.RunConfig(name="local", storage_path=str(storage)),
+            datasets=datasets,
+        ).fit()
+    finally:
+        torch.set_num_threads(threads)
+    return board.entries, result

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import train_in_local_mode
 
 from raytune_llm.config import load_config
-from raytune_llm.train.launch import Workers, _engine_plan, _plan
-from raytune_llm.train.worker import train_loop_per_worker
 
 PROMPTS = [[11, 12, 13], [14, 15], [16, 17, 18, 19], [20, 21]]
 
@@ -42,12 +41,6 @@ def _kto(n: int) -> list[dict]:
     return rows
 
 
-class Board:
-    def __init__(self) -> None:
-        self.entries: list[dict] = []
-        self.push = type("Push", (), {"remote": staticmethod(self.entries.append)})
-
-
 class Shard:
     """Rows of any columns, batched as Ray Data's numpy batches are (ragged columns as objects)."""
 
@@ -67,10 +60,6 @@ class Shard:
 
 def train_local(tmp_path, model_dir, rows, eval_rows=None, **values):
     """Train in local mode; returns (board entries, the final checkpoint folder)."""
-    import ray.train
-    import torch
-    from ray.train.torch import TorchTrainer
-
     cfg = load_config(values={
         "model_name_or_path": str(model_dir), "finetuning_type": "lora", "do_train": True,
         "dataset": "unused", "template": "llama3", "disable_shuffling": True,
@@ -82,21 +71,9 @@ def train_local(tmp_path, model_dir, rows, eval_rows=None, **values):
            else {}),
         **values,
     })  # fmt: skip
-    workers = Workers(1, {"CPU": 1.0}, False, 0.25, 2, "PACK")
-    plan = _plan(cfg, len(rows), workers, bool(eval_rows), False, _engine_plan(cfg, 1))
     datasets = {"train": Shard(rows)} | ({"eval": Shard(eval_rows)} if eval_rows else {})
-    board, threads = Board(), torch.get_num_threads()
-    try:
-        result = TorchTrainer(
-            train_loop_per_worker,
-            train_loop_config={"cfg": cfg, "plan": plan, "board": board},
-            scaling_config=ray.train.ScalingConfig(num_workers=0),
-            run_config=ray.train.RunConfig(name="local", storage_path=str(tmp_path)),
-            datasets=datasets,
-        ).fit()
-    finally:
-        torch.set_num_threads(threads)
-    return board.entries, result.checkpoint.path
+    entries, result = train_in_local_mode(cfg, datasets, len(rows), False, tmp_path)
+    return entries, result.checkpoint.path
 
 
 def _logs(entries):

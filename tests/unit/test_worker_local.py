@@ -9,20 +9,12 @@ import itertools
 
 import numpy as np
 import pytest
+from helpers import train_in_local_mode
 
 from raytune_llm.config import load_config
-from raytune_llm.train.launch import Workers, _engine_plan, _plan
-from raytune_llm.train.worker import real_tokens, train_loop_per_worker
+from raytune_llm.train.worker import real_tokens
 
 LENGTHS = [5, 9, 3, 7, 4, 6, 8, 2]
-
-
-class Board:
-    """The ProgressBoard actor's interface (``push.remote``), in process."""
-
-    def __init__(self) -> None:
-        self.entries: list[dict] = []
-        self.push = type("Push", (), {"remote": staticmethod(self.entries.append)})
 
 
 class Shard:
@@ -48,10 +40,6 @@ def test_real_tokens_counts_rows_not_padding():
 def _train_local(tmp_path, model_dir, *, eval_rows=None, **values) -> list[dict]:
     """Train 4 steps in Ray Train's local mode on LENGTHS rows (evaluating on ``eval_rows``
     when given); returns the board's entries."""
-    import ray.train
-    import torch
-    from ray.train.torch import TorchTrainer
-
     cfg = load_config(values={
         "model_name_or_path": str(model_dir), "finetuning_type": "lora", "stage": "sft",
         "do_train": True, "dataset": "unused", "template": "llama3",
@@ -60,22 +48,9 @@ def _train_local(tmp_path, model_dir, *, eval_rows=None, **values) -> list[dict]
         "output_dir": str(tmp_path / "out"), "disable_gradient_checkpointing": True, **values,
     })  # fmt: skip
     rows = [list(range(10, 10 + n)) for n in LENGTHS]
-    workers = Workers(1, {"CPU": 1.0}, False, 0.25, 2, "PACK")
-    plan = _plan(cfg, len(rows), workers, bool(eval_rows), cfg.data.packing, _engine_plan(cfg, 1))
     datasets = {"train": Shard(rows)} | ({"eval": Shard(eval_rows)} if eval_rows else {})
-    board = Board()
-    threads = torch.get_num_threads()
-    try:
-        TorchTrainer(
-            train_loop_per_worker,
-            train_loop_config={"cfg": cfg, "plan": plan, "board": board},
-            scaling_config=ray.train.ScalingConfig(num_workers=0),
-            run_config=ray.train.RunConfig(name="local", storage_path=str(tmp_path)),
-            datasets=datasets,
-        ).fit()
-    finally:
-        torch.set_num_threads(threads)
-    return board.entries
+    entries, _ = train_in_local_mode(cfg, datasets, len(rows), cfg.data.packing, tmp_path)
+    return entries
 
 
 @pytest.mark.parametrize("packing", [False, True])
