@@ -410,9 +410,9 @@ def _finish(cfg: Config, out: Path, result: Any, history: list, seconds: float) 
     }
     (out / "train_results.json").write_text(json.dumps(train_results, indent=2))
     all_results = dict(train_results)
-    evals = [e["eval_loss"] for e in history if "eval_loss" in e]
-    if evals:
-        all_results["eval_loss"] = evals[-1]
+    evals = [e for e in history if "eval_loss" in e]
+    if evals:  # the last evaluation's metrics, as LLaMA-Factory's all_results.json has them
+        all_results.update({k: v for k, v in evals[-1].items() if k.startswith("eval_")})
     (out / "all_results.json").write_text(json.dumps(all_results, indent=2))
     if cfg.finetuning.plot_loss:
         plot_loss(out, history)
