@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -154,6 +155,10 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument(
                 "overrides", nargs="*", metavar="KEY=VALUE", help="override a config key"
             )
+            sub.add_argument(
+                "--verbose", action="store_true",
+                help="also show the notices Ray's own processes print (hidden by default)",
+            )  # fmt: skip
         if command.arguments:
             command.arguments(sub)
     return parser
@@ -171,6 +176,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.overrides = [*args.overrides, *extra]
     from ..utils.errors import UserError
 
+    if getattr(args, "verbose", False):
+        from ..utils.quiet import VERBOSE_ENV
+
+        os.environ[VERBOSE_ENV] = "1"
     try:
         return COMMANDS[args.verb].run(args)
     except UserError as err:

@@ -205,6 +205,25 @@ def output_policy(cfg: Config) -> tuple[Path, str, Path | None]:
     )
 
 
+def keep_tokenised(cfg: Config, data: Any) -> tuple[Any, Any, int]:
+    """Run the data graph once and keep its tokenised (and packed) blocks for the whole run.
+
+    Every epoch and every evaluation then iterates the kept blocks (reshuffled per epoch by
+    the workers) instead of reading, converting and tokenising again: Ray holds them in its
+    object store and spills what does not fit to local disk, so the driver holds only block
+    references, however large the data. With ``streaming: true`` the graph runs again for
+    each pass instead (only the row count is taken first), for data that should not be kept.
+
+    Returns:
+        (train, eval, number of training rows).
+    """
+    if cfg.data.streaming:
+        return data.train, data.eval, data.train.count()
+    train = data.train.materialize()
+    evaluation = data.eval.materialize() if data.eval is not None else None
+    return train, evaluation, train.count()
+
+
 def _plan(
     cfg: Config, n_train: int, workers: Workers, has_eval: bool, packed: bool, engine: dict
 ) -> RunPlan:
@@ -224,6 +243,7 @@ def _plan(
         threads=workers.threads,
         packed=packed,
         has_eval=has_eval,
+        final_eval=has_eval and cfg.train.do_eval,
         resume_from=cfg.train.resume_from_checkpoint,
         **engine,
         info={
@@ -327,6 +347,7 @@ def run_training(
     started = time.time()
     try:
         where = connect(cfg.ray.ray_address, cfg.ray.ray_init_kwargs)
+        phases = {"Ray": time.time() - started}
         view = cluster_view(cfg, runs)
         workers = plan_workers(cfg, view.resources, view.nodes, runs)
         engine = _engine_plan(cfg, workers.num_workers)
@@ -342,10 +363,18 @@ def run_training(
         )
         packed = packing_on(cfg)
         _quiet_ray()
+        print("raytune-llm: reading and tokenising the data ...", flush=True)
+        clock = time.time()
         with surface_data_errors():
             data = prepare_data(cfg, functools.partial(load_tokenizer, cfg.model),
                                 num_cpus=workers.data_cpus)  # fmt: skip
-            n_train = data.train.count()
+            data.train, data.eval, n_train = keep_tokenised(cfg, data)
+        phases["data"] = time.time() - clock
+        n_eval = f", {data.eval.count():,} eval rows" if data.eval is not None else ""
+        kept = "streamed again each pass" if cfg.data.streaming else "kept for the run"
+        print(f"raytune-llm: data ready in {phases['data']:.1f} s: {n_train:,} training rows"
+              f"{n_eval} ({kept}); starting the workers and loading the model ...",
+              flush=True)  # fmt: skip
         plan = _plan(cfg, n_train, workers, data.eval is not None, packed, engine)
         board = ray.remote(num_cpus=0)(ProgressBoard).remote()
         storage = cfg.ray.ray_storage_path or str(out.parent)
@@ -376,7 +405,7 @@ def run_training(
         )
         bar = show_bar and not cfg.train.disable_tqdm
         with (
-            DriverLog(board, out, show_bar=bar, trackers=trackers) as log,
+            DriverLog(board, out, show_bar=bar, trackers=trackers, phases=phases) as log,
             surfaced(UserError),  # a data or config mistake a worker found: its own message
         ):
             result = trainer.fit()
@@ -391,6 +420,13 @@ def run_training(
     done = _finish(cfg, out, result, log.history, time.time() - started)
     done.run_info = dict(log.started or {})
     return done
+
+
+def _perplexity(loss: float) -> float:
+    try:
+        return math.exp(loss)
+    except OverflowError:
+        return float("inf")
 
 
 def _finish(cfg: Config, out: Path, result: Any, history: list, seconds: float) -> TrainResult:
@@ -413,6 +449,14 @@ def _finish(cfg: Config, out: Path, result: Any, history: list, seconds: float) 
     evals = [e for e in history if "eval_loss" in e]
     if evals:  # the last evaluation's metrics, as LLaMA-Factory's all_results.json has them
         all_results.update({k: v for k, v in evals[-1].items() if k.startswith("eval_")})
+    if cfg.train.do_eval and evals:  # LLaMA-Factory's eval_results.json (with pt: perplexity)
+        last_eval = {k: v for k, v in evals[-1].items() if k.startswith("eval_")}
+        eval_results = {"epoch": evals[-1].get("epoch"), **last_eval}
+        if cfg.finetuning.stage == "pt":
+            eval_results["perplexity"] = _perplexity(eval_results["eval_loss"])
+        (out / "eval_results.json").write_text(json.dumps(eval_results, indent=2))
+        all_results.update(eval_results)
+        all_results["epoch"] = train_results["epoch"]
     (out / "all_results.json").write_text(json.dumps(all_results, indent=2))
     if cfg.finetuning.plot_loss:
         plot_loss(out, history)

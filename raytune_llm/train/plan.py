@@ -20,6 +20,8 @@ class RunPlan:
     """Whether the rows are packed (see ``raytune_llm.data.pipeline.packing_on``)."""
     has_eval: bool = False
     """Whether an eval dataset is fed to the workers."""
+    final_eval: bool = False
+    """Evaluate after the last step (``do_eval``), unless the schedule evaluated there."""
     resume_from: str | None = None
     """A checkpoint folder to start from (``resume_from_checkpoint``)."""
     engine: str = "ddp"

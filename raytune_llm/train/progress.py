@@ -68,9 +68,18 @@ class DriverLog:
     """
 
     def __init__(
-        self, board: Any, output_dir: Path, *, show_bar: bool, trackers: Sequence[Any] = ()
+        self,
+        board: Any,
+        output_dir: Path,
+        *,
+        show_bar: bool,
+        trackers: Sequence[Any] = (),
+        phases: dict[str, float] | None = None,
     ):
+        """``phases``: seconds the driver spent before training ("Ray", "data"); the start-up
+        line adds the workers' start and model load, up to the first start entry."""
         self.board, self.output_dir, self.show_bar = board, output_dir, show_bar
+        self.phases, self.opened = dict(phases or {}), time.time()
         self.trackers = list(trackers)
         self.log_path = output_dir / "trainer_log.jsonl"
         self.history: list[dict[str, Any]] = []
@@ -133,6 +142,11 @@ class DriverLog:
         resumed = info.get("resumed_step", 0)
         self._forget_after(resumed)
         self._write(start_block(info))
+        if self.phases and not resumed:
+            self.phases["workers + model"] = time.time() - self.opened
+            shown = ", ".join(f"{k} {v:.1f} s" for k, v in self.phases.items())
+            self._write(f"  Start-up = {shown}")
+            self.phases = {}
         self._each("start", info)
         if resumed:
             self._write(f"raytune-llm: continuing from the checkpoint at step {resumed}")

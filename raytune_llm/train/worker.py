@@ -8,8 +8,9 @@ checkpoint through ``ray.train.report``.
 Log entries carry LLaMA-Factory's fields plus ``effective_tokens`` (non-padding tokens trained
 since the loop started: the tokens of the batches' rows before collation adds any padding) and
 ``train_seconds`` (seconds since the loop started), from which steady throughput can be read
-between any two entries. The same loop runs in-process, without a Ray cluster, in Ray Train's
-local mode (``ScalingConfig(num_workers=0)``), fed by any object with ``iter_batches``.
+between any two entries, and ``data_wait_seconds`` (of those, the seconds rank 0 spent waiting
+for its next training or eval batch). The same loop runs in-process, without a Ray cluster, in
+Ray Train's local mode (``ScalingConfig(num_workers=0)``), fed by any object with ``iter_batches``.
 
 Every token of an optimiser step weighs the same, however the tokens fall into micro-batches and
 workers: each micro-batch's summed token loss is divided by the step's target tokens over all
@@ -18,8 +19,10 @@ workers (every engine averages gradients over workers, so the loss is scaled by 
 
 from __future__ import annotations
 
+import functools
 import math
 import shutil
+import threading
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -41,6 +44,9 @@ from .engines import build_engine, configured_layer_classes
 from .plan import RunPlan
 from .progress import log_entry
 from .stages import STAGES, Stage, Terms
+
+EVAL_KEPT_BYTES = 1 << 30
+"""The most token memory one worker keeps of its eval shard between evaluations."""
 
 
 def _all_sum(*values: float) -> list[float]:
@@ -89,6 +95,47 @@ class Window:
         return out
 
 
+class KeptShard:
+    """A worker's eval shard, read once in a background thread as soon as training starts
+    (so no evaluation waits for the pipeline) and kept in memory for every evaluation when the
+    shards of all workers fit ``EVAL_KEPT_BYTES``. One that does not fit is read again at each
+    evaluation instead (the decision is collective: a shard that is read again needs every
+    worker to read it too)."""
+
+    def __init__(self, passes: Any):
+        """``passes``: makes one pass over the shard (``iter_batches`` with its settings)."""
+        self._passes = passes
+        self._kept: list[dict[str, Any]] | None = []
+        self._error: BaseException | None = None
+        self._decided: bool | None = None
+        self._thread = threading.Thread(target=self._read, name="eval-read-ahead", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        size = 0
+        try:
+            for batch in self._passes():
+                size += real_tokens(batch) * 8
+                if self._kept is not None and size <= EVAL_KEPT_BYTES:
+                    self._kept.append(batch)
+                else:  # too large to keep: the pass still runs to its end, as all shards must
+                    self._kept = None
+        except BaseException as err:  # shown by the evaluation that needs the batches
+            self._error, self._kept = err, None
+
+    def batches(self, world: int) -> list[dict[str, Any]] | Any:
+        """The kept batches, or a fresh pass over the shard."""
+        if self._decided is None:
+            self._thread.join()
+            if self._error is not None:
+                raise self._error
+            (fits,) = _all_sum(float(self._kept is not None))
+            self._decided = fits == world
+            if not self._decided:
+                self._kept = None
+        return self._kept if self._decided else self._passes()
+
+
 class Recipe:
     """One worker's share of a run; ``run()`` trains to the end."""
 
@@ -132,9 +179,10 @@ class Recipe:
                              dtype=self.dtype if mixed else torch.float32,
                              device=self.device)  # fmt: skip
         self.state = TrainState()
+        self.eval_set: KeptShard | None = None
         self.accum = cfg.train.gradient_accumulation_steps
         self.started, self.window = time.time(), Window(self.stage.metrics)
-        self.clock, self.effective = time.perf_counter(), 0
+        self.clock, self.effective, self.waited = time.perf_counter(), 0, 0.0
 
     # ---- helpers -----------------------------------------------------------------------------
 
@@ -158,18 +206,34 @@ class Recipe:
     def _inputs(self, batch: dict[str, Any]) -> dict[str, Any]:
         return self.stage.collate(batch, self.layout)
 
-    def _batches(self, name: str, epoch: int):
+    def _waited(self, batches: Any) -> Any:
+        """The batches, adding the time spent waiting for each to ``self.waited``."""
+        it = iter(batches)
+        while True:
+            clock = time.perf_counter()
+            batch = next(it, None)
+            self.waited += time.perf_counter() - clock
+            if batch is None:
+                return
+            yield batch
+
+    def _train_batches(self, epoch: int) -> Any:
+        """One epoch of this worker's training shard (reshuffled per epoch), timed."""
         t = self.cfg.train
-        shuffle = not self.cfg.finetuning.disable_shuffling and name == "train"
-        return ray.train.get_dataset_shard(name).iter_batches(
-            batch_size=t.per_device_train_batch_size
-            if name == "train"
-            else t.per_device_eval_batch_size,
+        shuffle = not self.cfg.finetuning.disable_shuffling
+        return self._waited(ray.train.get_dataset_shard("train").iter_batches(
+            batch_size=t.per_device_train_batch_size,
             batch_format="numpy",
-            drop_last=name == "train",
+            drop_last=True,
             local_shuffle_buffer_size=self.cfg.data.buffer_size if shuffle else None,
             local_shuffle_seed=(t.data_seed or t.seed) + epoch if shuffle else None,
-        )
+        ))  # fmt: skip
+
+    def _eval_passes(self) -> Any:
+        """A function that makes one pass over this worker's eval shard."""
+        shard = ray.train.get_dataset_shard("eval")
+        return functools.partial(shard.iter_batches, batch_format="numpy", drop_last=False,
+                                 batch_size=self.cfg.train.per_device_eval_batch_size)  # fmt: skip
 
     # ---- resume, evaluate, save --------------------------------------------------------------
 
@@ -183,12 +247,21 @@ class Recipe:
         if self.state.micro_in_epoch >= self.plan.micro_per_epoch:  # saved at an epoch's end
             self.state.epoch, self.state.micro_in_epoch = self.state.epoch + 1, 0
 
+    def _eval_batches(self) -> Any:
+        """This worker's eval batches (read ahead in the background, kept when they fit)."""
+        if self.eval_set is None:
+            self.eval_set = KeptShard(self._eval_passes())
+        clock = time.perf_counter()
+        batches = self.eval_set.batches(self.world)
+        self.waited += time.perf_counter() - clock
+        return batches if isinstance(batches, list) else self._waited(batches)
+
     def evaluate(self) -> dict[str, float]:
         """eval_loss and the stage's metrics as eval_<name>, over the whole eval set."""
         self.model.eval()
         window = Window(self.stage.metrics)
         with torch.no_grad(), self._autocast():
-            for batch in self._batches("eval", 0):
+            for batch in self._eval_batches():
                 inputs = self._inputs(batch)
                 window.add(self.stage.loss(self.model, inputs), self.stage.weight(inputs))
         self.model.train()
@@ -224,7 +297,7 @@ class Recipe:
 
     def _accumulated(self, epoch: int):
         """This epoch's micro-batches, gradient_accumulation_steps at a time (resume-aware)."""
-        batches = iter(self._batches("train", epoch))
+        batches = iter(self._train_batches(epoch))
         for _ in range(self.state.micro_in_epoch):  # resuming mid-epoch: skip what was done
             next(batches, None)
         while group := [b for _, b in zip(range(self.accum), batches, strict=False)]:
@@ -268,8 +341,10 @@ class Recipe:
             if grad_norm is not None:
                 metrics["grad_norm"] = grad_norm
             self.window = Window(self.stage.metrics)
-        evaluate = self.plan.has_eval and self._due(
-            t.eval_steps or t.logging_steps, t.eval_strategy, epoch_end
+        last = step >= self.plan.total_steps
+        evaluate = self.plan.has_eval and (
+            self._due(t.eval_steps or t.logging_steps, t.eval_strategy, epoch_end)
+            or (last and self.plan.final_eval)
         )
         if evaluate:
             metrics.update(self.evaluate())
@@ -278,10 +353,10 @@ class Recipe:
             (effective,) = _all_sum(self.effective)
             entry = log_entry(step, total, progress, self.started, self.state.tokens, **metrics,
                               effective_tokens=int(effective),
-                              train_seconds=round(time.perf_counter() - self.clock, 4))  # fmt: skip
+                              train_seconds=round(time.perf_counter() - self.clock, 4),
+                              data_wait_seconds=round(self.waited, 4))  # fmt: skip
             self._push(entry)
         save = self._due(t.save_steps, t.save_strategy, epoch_end)
-        last = step >= self.plan.total_steps
         if evaluate or save or last:
             self.report(metrics | {"step": step, "epoch": progress}, checkpoint=save or last)
         return epoch_end
@@ -297,7 +372,10 @@ class Recipe:
                     "compiled_modules": self.compiled,
                     **self.engine.describe()})  # fmt: skip
         self.started, self.window = time.time(), Window(self.stage.metrics)
-        self.clock, self.effective = time.perf_counter(), 0
+        self.clock, self.effective, self.waited = time.perf_counter(), 0, 0.0
+        t = self.cfg.train
+        if self.plan.has_eval and (t.eval_strategy != "no" or self.plan.final_eval):
+            self.eval_set = KeptShard(self._eval_passes())  # read ahead while training runs
         self.model.train()
         while self.state.global_step < total:
             for group in self._accumulated(self.state.epoch):

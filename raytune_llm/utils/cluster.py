@@ -24,7 +24,10 @@ def connect(address: str | None = None, init_kwargs: dict[str, Any] | None = Non
 
     address = address or os.environ.get("RAY_ADDRESS")
     where = f"the cluster at {address}" if address else "a local Ray instance"
+    from .quiet import quiet_ray_logs
+
     if ray.is_initialized():
+        quiet_ray_logs()
         return where
     # A local instance keeps its dashboard: Ray Train reads its State API to watch a run.
     kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": True}
@@ -32,6 +35,7 @@ def connect(address: str | None = None, init_kwargs: dict[str, Any] | None = Non
     if not address:
         _name_the_api_server(kwargs)
     ray.init(address=address, **kwargs)
+    quiet_ray_logs()
     return where
 
 

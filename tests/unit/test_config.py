@@ -241,7 +241,7 @@ def test_renamed_unsupported_and_ignored_keys(tmp_path):
         write(
             tmp_path,
             BASE + "evaluation_strategy: steps\nval_size: 0.1\nuse_unsloth: false\n"
-            "dataloader_num_workers: 4\nstreaming: true\n",
+            "dataloader_num_workers: 4\n",
         )
     )
     assert cfg.train.eval_strategy == "steps"
@@ -249,7 +249,6 @@ def test_renamed_unsupported_and_ignored_keys(tmp_path):
     assert "evaluation_strategy is an old name of eval_strategy" in text
     assert "use_unsloth" in text
     assert "dataloader_num_workers has no effect on Ray" in text
-    assert "streaming has no effect on Ray" in text
     with pytest.raises(ConfigError) as err:
         load_config(
             write(

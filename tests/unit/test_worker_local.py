@@ -37,9 +37,9 @@ def test_real_tokens_counts_rows_not_padding():
     assert real_tokens({"input_ids": np.zeros((2, 4))}) == 8
 
 
-def _train_local(tmp_path, model_dir, *, eval_rows=None, **values) -> list[dict]:
-    """Train 4 steps in Ray Train's local mode on LENGTHS rows (evaluating on ``eval_rows``
-    when given); returns the board's entries."""
+def _train_local(tmp_path, model_dir, *, eval_rows=None, eval_shard=None, **values) -> list[dict]:
+    """Train 4 steps in Ray Train's local mode on LENGTHS rows (evaluating on ``eval_rows``, or
+    on ``eval_shard``, when given); returns the board's entries."""
     cfg = load_config(values={
         "model_name_or_path": str(model_dir), "finetuning_type": "lora", "stage": "sft",
         "do_train": True, "dataset": "unused", "template": "llama3",
@@ -48,7 +48,9 @@ def _train_local(tmp_path, model_dir, *, eval_rows=None, **values) -> list[dict]
         "output_dir": str(tmp_path / "out"), "disable_gradient_checkpointing": True, **values,
     })  # fmt: skip
     rows = [list(range(10, 10 + n)) for n in LENGTHS]
-    datasets = {"train": Shard(rows)} | ({"eval": Shard(eval_rows)} if eval_rows else {})
+    if eval_rows:
+        eval_shard = Shard(eval_rows)
+    datasets = {"train": Shard(rows)} | ({"eval": eval_shard} if eval_shard else {})
     entries, _ = train_in_local_mode(cfg, datasets, len(rows), cfg.data.packing, tmp_path)
     return entries
 
@@ -95,3 +97,40 @@ def test_torch_compile_compiles_each_layer_and_trains_the_same(tiny_llama_dir, t
         ]
         assert len(curves[1]) == count
         assert curves[1] == pytest.approx(curves[0], rel=1e-4)
+
+
+class CountingShard(Shard):
+    """A Shard that counts the passes made over it."""
+
+    def __init__(self, rows: list[list[int]]):
+        super().__init__(rows)
+        self.passes = 0
+
+    def iter_batches(self, **kwargs):
+        self.passes += 1
+        yield from super().iter_batches(**kwargs)
+
+
+def test_eval_set_is_read_once_and_do_eval_evaluates_at_the_end(
+    tiny_llama_dir, tmp_path, monkeypatch
+):
+    """Evaluations every 2 steps of 5, and do_eval's final one after step 5: the eval shard is
+    read once (in the background, from the loop's start) when it fits; when it does not, that
+    read-ahead finds out and each evaluation reads it again. The losses are the same."""
+    from raytune_llm.train import worker
+
+    curves = []
+    for kept_bytes, passes in ((1 << 30, 1), (8, 1 + 3)):
+        monkeypatch.setattr(worker, "EVAL_KEPT_BYTES", kept_bytes)
+        evals = CountingShard([list(range(20, 20 + n)) for n in (6, 11, 3, 8)])
+        entries = _train_local(tmp_path / str(passes), tiny_llama_dir, eval_shard=evals,
+                               max_steps=5, eval_dataset="unused", eval_strategy="steps",
+                               eval_steps=2, per_device_eval_batch_size=2, do_eval=True,
+                               packing=False, learning_rate=1e-2)  # fmt: skip
+        logs = [e for e in entries if e["kind"] == "log"]
+        assert [e["current_steps"] for e in logs if "eval_loss" in e] == [2, 4, 5]
+        assert evals.passes == passes
+        assert all(0 <= e["data_wait_seconds"] <= e["train_seconds"] for e in logs)
+        curves.append([e["eval_loss"] for e in logs if "eval_loss" in e])
+    assert curves[0] == pytest.approx(curves[1], rel=1e-5)
+    assert len(set(curves[0])) == 3  # the model changed between the evaluations
