@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import signal
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -278,15 +279,30 @@ def start(cfg: Config, args: ServeArgs) -> str:
     return f"http://{host}:{args.port}{args.route_prefix.rstrip('/')}/v1"
 
 
+def _stop_on_sigterm() -> None:
+    """SIGTERM (what Kubernetes, systemd and ``kill`` send) stops the server as Ctrl-C does.
+
+    Ray's driver answers SIGTERM by exiting from inside its own handler, which aborts with a
+    stack dump while Serve's actors still run; raising KeyboardInterrupt in the main thread
+    instead lets the caller shut Serve down and exit cleanly.
+    """
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def serve_forever(cfg: Config, args: ServeArgs) -> None:
-    """Start the API, print where it is, block until Ctrl-C, then shut Serve down."""
+    """Start the API, print where it is, block until Ctrl-C or SIGTERM, then shut Serve down."""
     url = start(cfg, args)
+    _stop_on_sigterm()  # after ray.init, which installs its own handler
     names = [base_name(cfg, args), *served_adapters(cfg, args)]
     print(f"serving {', '.join(names)} at {url} (OpenAI-compatible)", flush=True)
     print(f"  models: curl {url}/models", flush=True)
     if api_key(args):
         print("  every route but /health needs: Authorization: Bearer $KEY", flush=True)
-    print("  Ctrl-C stops it", flush=True)
+    print("  Ctrl-C (or SIGTERM) stops it", flush=True)
     try:
         while True:
             time.sleep(1)
