@@ -28,8 +28,8 @@ class DataArgs(Section):
     mask_history: bool = doc(False, "Train on the last turn only, not on earlier answers.")
     streaming: bool = doc(
         False,
-        "Run the data pipeline again for every epoch and evaluation instead of keeping the "
-        "tokenised blocks for the run (Ray's object store, spilling to disk).",
+        "Run the data pipeline again for every epoch instead of keeping the tokenised blocks "
+        "for the run (in Ray's object store, spilling to disk).",
     )
     buffer_size: int = doc(16384, "Rows in the local shuffle buffer of each training worker.", gt=0)
     mix_strategy: Literal["concat", "interleave_under", "interleave_over"] = doc(

@@ -208,11 +208,12 @@ def output_policy(cfg: Config) -> tuple[Path, str, Path | None]:
 def keep_tokenised(cfg: Config, data: Any) -> tuple[Any, Any, int]:
     """Run the data graph once and keep its tokenised (and packed) blocks for the whole run.
 
-    Every epoch and every evaluation then iterates the kept blocks (reshuffled per epoch by
-    the workers) instead of reading, converting and tokenising again: Ray holds them in its
-    object store and spills what does not fit to local disk, so the driver holds only block
-    references, however large the data. With ``streaming: true`` the graph runs again for
-    each pass instead (only the row count is taken first), for data that should not be kept.
+    Every epoch then iterates the kept blocks (reshuffled per epoch by the workers) instead of
+    reading, converting and tokenising again: Ray holds them in its object store and spills
+    what does not fit to local disk, so the driver holds only block references, however large
+    the data. With ``streaming: true`` the graph runs again for each epoch instead (only the
+    row count is taken first), for data that should not be kept. The eval set stays lazy: the
+    workers read it while training starts and keep it (``worker.KeptShard``).
 
     Returns:
         (train, eval, number of training rows).
@@ -220,8 +221,7 @@ def keep_tokenised(cfg: Config, data: Any) -> tuple[Any, Any, int]:
     if cfg.data.streaming:
         return data.train, data.eval, data.train.count()
     train = data.train.materialize()
-    evaluation = data.eval.materialize() if data.eval is not None else None
-    return train, evaluation, train.count()
+    return train, data.eval, train.count()
 
 
 def _plan(
@@ -370,11 +370,9 @@ def run_training(
                                 num_cpus=workers.data_cpus)  # fmt: skip
             data.train, data.eval, n_train = keep_tokenised(cfg, data)
         phases["data"] = time.time() - clock
-        n_eval = f", {data.eval.count():,} eval rows" if data.eval is not None else ""
-        kept = "streamed again each pass" if cfg.data.streaming else "kept for the run"
-        print(f"raytune-llm: data ready in {phases['data']:.1f} s: {n_train:,} training rows"
-              f"{n_eval} ({kept}); starting the workers and loading the model ...",
-              flush=True)  # fmt: skip
+        kept = "read again each epoch" if cfg.data.streaming else "kept for the run"
+        print(f"raytune-llm: data ready in {phases['data']:.1f} s: {n_train:,} training rows "
+              f"({kept}); starting the workers and loading the model ...", flush=True)  # fmt: skip
         plan = _plan(cfg, n_train, workers, data.eval is not None, packed, engine)
         board = ray.remote(num_cpus=0)(ProgressBoard).remote()
         storage = cfg.ray.ray_storage_path or str(out.parent)
