@@ -65,6 +65,7 @@ def test_lora_run_writes_hugging_face_outputs(lora_run, tiny_llama_dir):
     for name in ("all_results.json", "train_results.json", "training_loss.png"):
         assert (out / name).is_file()
     assert json.loads((out / "all_results.json").read_text())["eval_loss"] > 0
+    assert not (out / "eval_results.json").exists()  # only do_eval writes it
 
 
 def test_lora_run_logs_like_llama_factory(lora_run):
@@ -82,12 +83,19 @@ def test_lora_run_logs_like_llama_factory(lora_run):
 
 def test_resume_continues_from_the_last_checkpoint(lora_run, tiny_llama_dir):
     out, _ = lora_run
-    result = run_training(cfg_of(tiny_llama_dir, out, "max_steps=30"), show_bar=False)
+    # resumed without evaluations during training, but do_eval: one evaluation after the end
+    cfg = cfg_of(tiny_llama_dir, out, "max_steps=30", "eval_strategy=no", "do_eval=true")
+    result = run_training(cfg, show_bar=False)
     assert result.steps == 30
     lines = [e for e in log_lines(out) if "loss" in e]
     steps = [e["current_steps"] for e in lines]
     assert steps[:4] == [5, 10, 15, 20] and steps[4:] == [25, 30]  # no step repeated
     assert (out / "checkpoint-30").is_dir()
+    evals = [e for e in log_lines(out) if "eval_loss" in e]
+    assert [e["current_steps"] for e in evals] == [10, 20, 30]
+    results = json.loads((out / "eval_results.json").read_text())
+    assert results["eval_loss"] == evals[-1]["eval_loss"] and results["epoch"] == evals[-1]["epoch"]
+    assert json.loads((out / "all_results.json").read_text())["eval_loss"] == results["eval_loss"]
 
 
 def test_full_finetuning_with_two_workers(ray_local, tiny_llama_dir, tmp_path):
