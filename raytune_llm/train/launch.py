@@ -27,6 +27,7 @@ from ..model.compile import check_compiler
 from ..model.loader import load_model_config, load_tokenizer
 from ..utils.cluster import connect, shortfall, size_workers
 from ..utils.errors import UserError, surfaced
+from ..utils.quiet import quiet_ray_driver
 from .checkpoint import export_final
 from .engines import engine_name, fill_deepspeed_config
 from .hub import check_hub, push_output
@@ -296,6 +297,7 @@ def _quiet_ray() -> None:
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
     logging.getLogger("ray.data").setLevel(logging.WARNING)
+    quiet_ray_driver()
 
 
 @dataclass

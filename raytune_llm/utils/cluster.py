@@ -24,8 +24,9 @@ def connect(address: str | None = None, init_kwargs: dict[str, Any] | None = Non
 
     address = address or os.environ.get("RAY_ADDRESS")
     where = f"the cluster at {address}" if address else "a local Ray instance"
-    from .quiet import quiet_ray_logs
+    from .quiet import quiet_ray_driver, quiet_ray_logs
 
+    quiet_ray_driver()
     if ray.is_initialized():
         quiet_ray_logs()
         return where

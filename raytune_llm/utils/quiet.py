@@ -59,6 +59,28 @@ def _noise_free(lines: list[str], from_ray: bool) -> list[str]:
     return kept
 
 
+class _DriverNoise(logging.Filter):
+    """Drops the driver's own Ray notices that tell a user nothing (see ``_RAY_NOISE``)."""
+
+    patterns = (*_RAY_NOISE, re.compile(r"Token authentication is enabled for this Ray cluster"))
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(p.search(message) for p in self.patterns)
+
+
+def quiet_ray_driver() -> None:
+    """The same for what Ray logs in this process (call before ray.init, and again once
+    ray.data is imported): its note that a local instance has token authentication on, Ray
+    Data's note that its bars are off."""
+    if os.environ.get(VERBOSE_ENV, "") not in ("", "0"):
+        return
+    for name in ("ray", "ray.data"):  # Ray Data logs through its own handlers
+        for handler in logging.getLogger(name).handlers:
+            if not any(isinstance(f, _DriverNoise) for f in handler.filters):
+                handler.addFilter(_DriverNoise())
+
+
 def quiet_ray_logs() -> None:
     """Keep Ray's own notices out of the terminal (the driver's bar and our messages stay).
 

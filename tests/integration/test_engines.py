@@ -64,9 +64,10 @@ def lora_runs(ray_local, tiny_llama_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("engines")
     engines = {
         "ddp": [],
-        "fsdp": ["fsdp=full_shard auto_wrap"],
+        # FSDP with the decoder layers' parts compiled; uncompiled FSDP trains the full model
+        # in test_full_finetune_writes_one_model_and_resumes
+        "fsdp": ["fsdp=full_shard auto_wrap", "torch_compile=true"],
         "zero2": [f"deepspeed={DS / 'ds_z2_config.json'}"],
-        "fsdp-compiled": ["fsdp=full_shard auto_wrap", "torch_compile=true"],
     }
     return {
         name: (root / name, train(tiny_llama_dir, root / name, *extra))
@@ -78,7 +79,7 @@ def test_lora_engines_train_alike(lora_runs):
     ddp_out, ddp = lora_runs["ddp"]
     assert ddp.steps == 4 and len(losses(ddp)) == 4
     ref = load_file(ddp_out / "adapter_model.safetensors")
-    for name in ("fsdp", "zero2", "fsdp-compiled"):
+    for name in ("fsdp", "zero2"):
         out, result = lora_runs[name]
         assert result.steps == 4
         assert losses(result) == pytest.approx(losses(ddp), rel=1e-4), name
@@ -87,9 +88,8 @@ def test_lora_engines_train_alike(lora_runs):
 
 
 def test_fsdp_compiles_the_parts_of_each_sharded_layer(lora_runs):
-    assert_half(lora_runs["fsdp-compiled"][1].run_info, "FSDP2")
-    assert lora_runs["fsdp-compiled"][1].run_info["compiled_modules"] == 4 * 2
-    assert lora_runs["fsdp"][1].run_info["compiled_modules"] == 0
+    assert lora_runs["fsdp"][1].run_info["compiled_modules"] == 4 * 2
+    assert lora_runs["zero2"][1].run_info["compiled_modules"] == 0
 
 
 def assert_half(info: dict, label: str) -> None:

@@ -72,3 +72,26 @@ def test_cli_verbose_flag_sets_the_variable(monkeypatch, tmp_path):
     monkeypatch.delenv(VERBOSE_ENV, raising=False)
     main(["validate", str(tmp_path / "missing.yaml"), "--verbose"])
     assert os.environ[VERBOSE_ENV] == "1"
+
+
+def test_driver_notices_are_filtered_on_rays_own_handlers(monkeypatch):
+    import logging
+
+    import ray.data  # noqa: F401  (configures Ray Data's handlers)
+
+    from raytune_llm.utils.quiet import quiet_ray_driver
+
+    monkeypatch.delenv(VERBOSE_ENV, raising=False)
+    quiet_ray_driver()
+    quiet_ray_driver()
+    for name in ("ray", "ray.data"):
+        (handler, *_) = [h for h in logging.getLogger(name).handlers if h.filters]
+        assert len(handler.filters) == 1
+
+        def passes(message: str, handler=handler, name=name) -> bool:
+            record = logging.LogRecord(name, logging.WARNING, __file__, 1, message, None, None)
+            return bool(handler.filter(record))
+
+        assert not passes("Token authentication is enabled for this Ray cluster. Set ...")
+        assert not passes("Progress bars disabled. To enable, set `...`")
+        assert passes("Failed to connect to GCS at 10.0.0.1:6379")
