@@ -77,7 +77,7 @@ class DriverLog:
         phases: dict[str, float] | None = None,
     ):
         """``phases``: seconds the driver spent before training ("Ray", "data"); the start-up
-        line adds the workers' start and model load, up to the first start entry."""
+        line adds the worker group's start and the model's load (and engine set-up)."""
         self.board, self.output_dir, self.show_bar = board, output_dir, show_bar
         self.phases, self.opened = dict(phases or {}), time.time()
         self.trackers = list(trackers)
@@ -143,7 +143,10 @@ class DriverLog:
         self._forget_after(resumed)
         self._write(start_block(info))
         if self.phases and not resumed:
-            self.phases["workers + model"] = time.time() - self.opened
+            since = time.time() - self.opened
+            setup = info.get("setup_seconds", 0.0)  # the worker's model load, engine, resume
+            self.phases["workers"] = max(since - setup, 0.0)
+            self.phases["model"] = setup
             shown = ", ".join(f"{k} {v:.1f} s" for k, v in self.phases.items())
             self._write(f"  Start-up = {shown}")
             self.phases = {}

@@ -140,9 +140,15 @@ class Recipe:
     """One worker's share of a run; ``run()`` trains to the end."""
 
     def __init__(self, cfg: Config, plan: RunPlan, board: Any):
+        self.setup_started = time.time()
         self.cfg, self.plan, self.board = cfg, plan, board
         ctx = ray.train.get_context()
         self.rank, self.world = ctx.get_world_rank(), ctx.get_world_size()
+        t = cfg.train
+        self.eval_set: KeptShard | None = None
+        if plan.has_eval and (t.eval_strategy != "no" or plan.final_eval):
+            # read ahead while the model loads and the first steps run
+            self.eval_set = KeptShard(self._eval_passes())
         torch.set_num_threads(plan.threads)
         self.device = ray.train.torch.get_device()
         from transformers import set_seed
@@ -179,7 +185,6 @@ class Recipe:
                              dtype=self.dtype if mixed else torch.float32,
                              device=self.device)  # fmt: skip
         self.state = TrainState()
-        self.eval_set: KeptShard | None = None
         self.accum = cfg.train.gradient_accumulation_steps
         self.started, self.window = time.time(), Window(self.stage.metrics)
         self.clock, self.effective, self.waited = time.perf_counter(), 0, 0.0
@@ -370,12 +375,10 @@ class Recipe:
                     "stage": self.stage.name,
                     "torch_threads": torch.get_num_threads(), "fused_lora": self.fused_lora,
                     "compiled_modules": self.compiled,
+                    "setup_seconds": round(time.time() - self.setup_started, 2),
                     **self.engine.describe()})  # fmt: skip
         self.started, self.window = time.time(), Window(self.stage.metrics)
         self.clock, self.effective, self.waited = time.perf_counter(), 0, 0.0
-        t = self.cfg.train
-        if self.plan.has_eval and (t.eval_strategy != "no" or self.plan.final_eval):
-            self.eval_set = KeptShard(self._eval_passes())  # read ahead while training runs
         self.model.train()
         while self.state.global_step < total:
             for group in self._accumulated(self.state.epoch):
