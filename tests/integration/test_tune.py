@@ -1,4 +1,4 @@
-"""A real sweep: four LoRA trials of the tiny model under ASHA, its driver killed and rerun.
+"""A real sweep: six LoRA trials of the tiny model under ASHA, its driver killed and rerun.
 
 The sweep runs through the CLI in a child process (a process holds one Ray connection, and the
 test kills it as a user's Ctrl-\\ or a lost node would); the second run must finish the sweep
@@ -49,7 +49,7 @@ def sweep(tiny_llama_dir, tmp_path_factory, ray_local):
     out = tmp_path_factory.mktemp("tune") / "sweep"
     command = [str(EXE), "tune", str(SWEEP), f"model_name_or_path={tiny_llama_dir}",
                f"dataset_dir={ROOT / 'data'}", f"output_dir={out}", "max_samples=256",
-               "max_steps=20", "save_steps=10", "tune.num_samples=4"]  # fmt: skip
+               "max_steps=30", "save_steps=10"]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                              text=True, env=env, start_new_session=True)  # fmt: skip
@@ -76,13 +76,13 @@ def rows(out: Path) -> list[dict]:
 def test_the_sweep_ran_every_trial_and_asha_stopped_some(sweep):
     out, _, stdout = sweep
     trials = rows(out)
-    assert len(trials) == 4
+    assert len(trials) == 6
     assert {"learning_rate", "lora_rank", "final", "best", "steps", "status"} <= set(trials[0])
     stopped = [t for t in trials if t["status"].startswith("stopped early")]
     completed = [t for t in trials if t["status"] == "completed"]
-    assert stopped and completed and len(stopped) + len(completed) == 4
-    assert all(int(t["steps"]) < 20 for t in stopped)
-    assert all(int(t["steps"]) == 20 for t in completed)
+    assert stopped and completed and len(stopped) + len(completed) == 6
+    assert all(int(t["steps"]) < 30 for t in stopped)
+    assert all(int(t["steps"]) == 30 for t in completed)
     assert (out / "tune_eval_loss.png").stat().st_size > 10_000
     assert "ranked by eval_loss" in stdout and "best trial" in stdout
 
