@@ -38,10 +38,10 @@ ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "examples" / "demo" / "tiny_lora_sft.yaml"
 
 
-def configs(root: Path, quick: bool) -> dict[str, list[str]]:
-    """Each benchmarked config as overrides of the demo YAML."""
+def configs(root: Path, quick: bool, only: str | None) -> dict[str, list[str]]:
+    """Each benchmarked config (all, or ``only`` one) as overrides of the demo YAML."""
     out = {"demo": ["num_train_epochs=2"] if quick else []}
-    if not quick:
+    if not quick and only != "demo":
         from raytune_llm.model.tiny import BENCH_30M_OVERRIDES, build_tiny_model
 
         model = root / "tiny-llama-30m"
@@ -94,7 +94,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-feed-") as tmp:
         root = Path(tmp)
         table = []
-        for name, overrides in configs(Path(tempfile.gettempdir()), args.quick).items():
+        tmpdir = Path(tempfile.gettempdir())
+        for name, overrides in configs(tmpdir, args.quick, args.only).items():
             if args.only and name != args.only:
                 continue
             for mode, extra in (("kept", []), ("streaming", ["streaming=true"])):

@@ -96,7 +96,7 @@ class Window:
 
 
 class KeptShard:
-    """A worker's eval shard, read once in a background thread as soon as training starts
+    """A worker's eval shard, read once in a background thread as soon as the worker starts
     (so no evaluation waits for the pipeline) and kept in memory for every evaluation when the
     shards of all workers fit ``EVAL_KEPT_BYTES``. One that does not fit is read again at each
     evaluation instead (the decision is collective: a shard that is read again needs every
@@ -254,8 +254,7 @@ class Recipe:
 
     def _eval_batches(self) -> Any:
         """This worker's eval batches (read ahead in the background, kept when they fit)."""
-        if self.eval_set is None:
-            self.eval_set = KeptShard(self._eval_passes())
+        assert self.eval_set is not None, "evaluations are due only when the eval set is read"
         clock = time.perf_counter()
         batches = self.eval_set.batches(self.world)
         self.waited += time.perf_counter() - clock
